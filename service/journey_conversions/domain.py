@@ -303,3 +303,36 @@ class Award:
 class Decision:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     awards: dict[tuple[str, str], Award] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    journey_id: str
+    display_name: str = ""
+    purpose: Purpose = Purpose.UNSPECIFIED
+    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW
+    exclude_machine_opens: bool = False
+    versions: tuple[JourneyVersion, ...] = ()
+    goal_history: tuple[CriterionChange, ...] = ()
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @property
+    def goal(self) -> Criterion | None:
+        return self.goal_history[-1].criterion if self.goal_history else None
+
+    def messages(self) -> dict[str, Channel]:
+        return {m.message_id: m.channel for v in self.versions for m in v.messages}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionDefinition:
+    conversion_id: str
+    journey_id: str
+    name: str
+    value: Money | None = None
+    trigger: Criterion | None = None
+    award_on_goal: bool = False
+    revision: int = 1
+    create_time: datetime | None = None
+    update_time: datetime | None = None

@@ -1,0 +1,84 @@
+"""Configuration, read once from flags and environment into a frozen value."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str | None  # None: start an embedded Postgres in data_dir
+    data_dir: Path
+    listen: str
+    metrics_listen: str | None
+    pool_min_size: int
+    pool_max_size: int
+    log_format: str  # "json", "console" or "auto" (console on a TTY)
+    log_level: str
+    grace_seconds: float
+    allowed_lateness: timedelta
+    max_clock_skew: timedelta
+    default_tenant: str
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "journey-conversions" / "pgdata"
+
+
+# (flag, environment variable, default, help); the table the README documents.
+SETTINGS: tuple[tuple[str, str, str, str], ...] = (
+    ("--database-url", "DATABASE_URL", "", "Postgres URL; empty starts an embedded Postgres"),
+    ("--data-dir", "JC_DATA_DIR", "", "embedded Postgres data directory"),
+    ("--listen", "JC_LISTEN", "127.0.0.1:50051", "gRPC listen address"),
+    ("--metrics-listen", "JC_METRICS_LISTEN", "127.0.0.1:9464", "Prometheus address; empty: off"),
+    ("--pool-min-size", "JC_POOL_MIN_SIZE", "2", "smallest connection pool"),
+    ("--pool-max-size", "JC_POOL_MAX_SIZE", "10", "largest connection pool"),
+    ("--log-format", "JC_LOG_FORMAT", "auto", "json, console, or auto (console on a TTY)"),
+    ("--log-level", "JC_LOG_LEVEL", "info", "debug, info, warning or error"),
+    ("--grace-seconds", "JC_GRACE_SECONDS", "10", "time in-flight calls get on shutdown"),
+    ("--allowed-lateness-days", "JC_ALLOWED_LATENESS_DAYS", "30", "oldest event accepted, days"),
+    ("--max-clock-skew-seconds", "JC_MAX_CLOCK_SKEW_SECONDS", "300", "future tolerance, seconds"),
+    ("--default-tenant", "JC_DEFAULT_TENANT", "default", "tenant when x-tenant-id is absent"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, env_name, default, help_text in SETTINGS:
+        parser.add_argument(flag, default=None, help=f"{help_text} (${env_name}, {default!r})")
+
+
+def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
+    """Flags win over environment variables, which win over defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    for flag, env_name, default, _ in SETTINGS:
+        attr = flag.removeprefix("--").replace("-", "_")
+        flag_value = getattr(args, attr, None)
+        values[attr] = flag_value if flag_value is not None else env.get(env_name, default)
+    return Config(
+        database_url=values["database_url"] or None,
+        data_dir=Path(values["data_dir"]) if values["data_dir"] else _default_data_dir(env),
+        listen=values["listen"],
+        metrics_listen=values["metrics_listen"] or None,
+        pool_min_size=int(values["pool_min_size"]),
+        pool_max_size=int(values["pool_max_size"]),
+        log_format=values["log_format"],
+        log_level=values["log_level"],
+        grace_seconds=float(values["grace_seconds"]),
+        allowed_lateness=timedelta(days=float(values["allowed_lateness_days"])),
+        max_clock_skew=timedelta(seconds=float(values["max_clock_skew_seconds"])),
+        default_tenant=values["default_tenant"],
+    )
+
+
+def from_values(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Config:
+    """A Config from flag-style arguments, for tests and embedding."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load(parser.parse_args(list(argv)), {} if env is None else env)

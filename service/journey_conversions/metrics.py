@@ -1,0 +1,25 @@
+"""Prometheus metrics, served on their own HTTP port."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+CALLS = Counter("jc_grpc_calls_total", "gRPC calls by method and status code", ["method", "code"])
+LATENCY = Histogram(
+    "jc_grpc_call_seconds",
+    "gRPC call latency by method",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS = Counter(
+    "jc_events_total",
+    "Events written, by kind (touchpoint, goal_event, enrollment) and result",
+    ["kind", "result"],
+)
+POOL_IN_USE = Gauge("jc_db_pool_connections_in_use", "Database connections checked out")
+POOL_SIZE = Gauge("jc_db_pool_connections", "Database connections open")
+
+
+def serve(listen: str) -> None:
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
