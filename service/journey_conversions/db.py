@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import TypeVar, cast
 
 import asyncpg
 
+from journey_conversions.errors import Unavailable
 from journey_conversions.logs import log
+
+TRANSACTION_ATTEMPTS = 4
+T = TypeVar("T")
 
 # Held while migrating, so replicas starting at once apply each migration exactly once.
 MIGRATION_LOCK_KEY = 0x6A6F75726E6579  # "journey"
@@ -65,3 +71,31 @@ async def migrate(url: str) -> list[str]:
         return applied_now
     finally:
         await conn.close()
+
+
+# Errors that mean the database is out of reach: the caller may retry the same request.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Runs `work` in a transaction, again from the start when Postgres chose it as a deadlock
+    or serialization victim; a lost database becomes UNAVAILABLE."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # The pool's proxy forwards every Connection method.
+                return await work(cast(asyncpg.Connection, conn))
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise
+            log.warning("transaction retried", attempt=attempt)
+        except CONNECTION_ERRORS as error:
+            raise Unavailable(f"the database is unavailable: {error}") from error
+    raise AssertionError("unreachable")

@@ -119,6 +119,12 @@ class AwardSource(enum.IntEnum):
     EVALUATE_GOAL_STEP = 4
 
 
+class ConversionEventType(enum.IntEnum):
+    AWARDED = 1
+    UPDATED = 2
+    RETRACTED = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     currency_code: str

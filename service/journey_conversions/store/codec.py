@@ -6,7 +6,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from journey_conversions import domain
+
+Row = Mapping[str, Any] | asyncpg.Record
 
 
 def criterion_to_json(value: domain.Criterion | None) -> dict[str, Any] | None:
@@ -39,7 +43,7 @@ def criterion_from_json(value: Mapping[str, Any] | None) -> domain.Criterion | N
     )
 
 
-def criterion_change(row: Mapping[str, Any]) -> domain.CriterionChange:
+def criterion_change(row: Row) -> domain.CriterionChange:
     return domain.CriterionChange(row["effective_time"], criterion_from_json(row["criterion"]))
 
 
@@ -55,7 +59,7 @@ def money_columns(value: domain.Money | None) -> tuple[str | None, int | None]:
     return value.currency_code, value.amount_micros
 
 
-def touchpoint(row: Mapping[str, Any]) -> domain.Touchpoint:
+def touchpoint(row: Row) -> domain.Touchpoint:
     return domain.Touchpoint(
         event_id=row["event_id"],
         contact_id=row["contact_id"],
@@ -69,7 +73,7 @@ def touchpoint(row: Mapping[str, Any]) -> domain.Touchpoint:
     )
 
 
-def goal_event(row: Mapping[str, Any]) -> domain.GoalEvent:
+def goal_event(row: Row) -> domain.GoalEvent:
     return domain.GoalEvent(
         event_id=row["event_id"],
         contact_id=row["contact_id"],
@@ -86,7 +90,7 @@ def goal_event(row: Mapping[str, Any]) -> domain.GoalEvent:
     )
 
 
-def enrollment(row: Mapping[str, Any]) -> domain.Enrollment:
+def enrollment(row: Row) -> domain.Enrollment:
     return domain.Enrollment(
         enrollment_id=row["enrollment_id"],
         contact_id=row["contact_id"],
@@ -98,7 +102,7 @@ def enrollment(row: Mapping[str, Any]) -> domain.Enrollment:
     )
 
 
-def award(row: Mapping[str, Any]) -> domain.Award:
+def award(row: Row) -> domain.Award:
     return domain.Award(
         contact_id=row["contact_id"],
         journey_id=row["journey_id"],

@@ -1,0 +1,270 @@
+"""Re-deciding contacts: load their history, run the pure rule, write only the differences.
+
+Callers hold the contacts' advisory locks (store.locks) in the same transaction, so the history
+read here cannot change before the differences are written and committed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from journey_conversions import domain
+from journey_conversions.attribution import decide
+from journey_conversions.store import catalog, codec, outbox
+
+
+@dataclass
+class _Loaded:
+    enrollments: list[domain.Enrollment] = field(default_factory=list)
+    touchpoints: list[domain.Touchpoint] = field(default_factory=list)
+    goal_events: list[domain.GoalEvent] = field(default_factory=list)
+    marks: list[domain.StepMark] = field(default_factory=list)
+    converted_before: set[str] = field(default_factory=set)
+    awarded_before: set[tuple[str, str]] = field(default_factory=set)
+
+
+async def load_histories(
+    conn: asyncpg.Connection, tenant_id: str, contacts: Sequence[str], since: datetime | None
+) -> dict[str, domain.ContactHistory]:
+    """Each contact's history from `since` on (None: all of it), in a few set-based queries."""
+    contacts = sorted(set(contacts))
+    loaded: dict[str, _Loaded] = defaultdict(_Loaded)
+    rows = await conn.fetch(
+        "select * from enrollments where tenant_id = $1 and contact_id = any($2::text[])"
+        " and ($3::timestamptz is null or exit_time is null or exit_time >= $3)",
+        tenant_id,
+        contacts,
+        since,
+    )
+    for row in rows:
+        loaded[row["contact_id"]].enrollments.append(codec.enrollment(row))
+    rules = await catalog.load_rules(conn, tenant_id, [r["journey_id"] for r in rows])
+    longest = max((r.window for r in rules.values()), default=timedelta(0))
+    if rules:
+        for row in await conn.fetch(
+            "select * from touchpoints where tenant_id = $1 and contact_id = any($2::text[])"
+            " and journey_id = any($3::text[])"
+            " and ($4::timestamptz is null or occur_time >= $4)",
+            tenant_id,
+            contacts,
+            sorted(rules),
+            None if since is None else since - longest,
+        ):
+            loaded[row["contact_id"]].touchpoints.append(codec.touchpoint(row))
+    for row in await conn.fetch(
+        "select * from goal_events where tenant_id = $1 and contact_id = any($2::text[])"
+        " and ($3::timestamptz is null or occur_time >= $3)",
+        tenant_id,
+        contacts,
+        since,
+    ):
+        loaded[row["contact_id"]].goal_events.append(codec.goal_event(row))
+    for row in await conn.fetch(
+        "select * from step_marks where tenant_id = $1 and contact_id = any($2::text[])"
+        " and ($3::timestamptz is null or mark_time >= $3)",
+        tenant_id,
+        contacts,
+        since,
+    ):
+        loaded[row["contact_id"]].marks.append(
+            domain.StepMark(
+                row["event_id"],
+                row["enrollment_id"],
+                row["conversion_id"],
+                row["step_id"],
+                row["mark_time"],
+                domain.AwardSource(row["source"]),
+            )
+        )
+    if since is not None:
+        for row in await conn.fetch(
+            "select contact_id, enrollment_id, conversion_id from awards"
+            " where tenant_id = $1 and contact_id = any($2::text[]) and award_time < $3",
+            tenant_id,
+            contacts,
+            since,
+        ):
+            state = loaded[row["contact_id"]]
+            if row["conversion_id"] == domain.GOAL_CONVERSION:
+                state.converted_before.add(row["enrollment_id"])
+            else:
+                state.awarded_before.add((row["enrollment_id"], row["conversion_id"]))
+    return {
+        contact: domain.ContactHistory(
+            contact_id=contact,
+            journeys={j: rules[j] for j in {e.journey_id for e in loaded[contact].enrollments}},
+            enrollments=tuple(loaded[contact].enrollments),
+            touchpoints=tuple(loaded[contact].touchpoints),
+            goal_events=tuple(loaded[contact].goal_events),
+            marks=tuple(loaded[contact].marks),
+            since=since,
+            converted_before=frozenset(loaded[contact].converted_before),
+            awarded_before=frozenset(loaded[contact].awarded_before),
+        )
+        for contact in contacts
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    outcomes_written: int
+    awards_changed: int
+
+
+async def redecide(
+    conn: asyncpg.Connection, tenant_id: str, contacts: Iterable[str], since: datetime
+) -> Changes:
+    """Re-decides the contacts' goal events and awards from `since` on and applies the changes."""
+    contact_list = sorted(set(contacts))
+    if not contact_list:
+        return Changes(0, 0)
+    histories = await load_histories(conn, tenant_id, contact_list, since)
+    decisions = {c: decide(h) for c, h in histories.items()}
+    outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
+    awards = await _write_awards(conn, tenant_id, contact_list, decisions, since)
+    return Changes(outcomes, awards)
+
+
+def _outcome_row(
+    tenant_id: str, event: domain.GoalEvent, outcome: domain.Outcome
+) -> tuple[Any, ...]:
+    touch = outcome.touchpoint
+    return (
+        tenant_id,
+        event.event_id,
+        event.contact_id,
+        event.occur_time,
+        int(outcome.status),
+        outcome.journey_id,
+        outcome.enrollment_id,
+        touch.event_id if touch else "",
+        touch.message_id if touch else "",
+        touch.occur_time if touch else None,
+    )
+
+
+async def _write_outcomes(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    histories: dict[str, domain.ContactHistory],
+    decisions: dict[str, domain.Decision],
+    since: datetime,
+) -> int:
+    stored = {
+        r["goal_event_id"]: tuple(r.values())
+        for r in await conn.fetch(
+            "select tenant_id, goal_event_id, contact_id, occur_time, status, journey_id,"
+            " enrollment_id, touchpoint_event_id, message_id, touchpoint_time from goal_outcomes"
+            " where tenant_id = $1 and contact_id = any($2::text[]) and occur_time >= $3",
+            tenant_id,
+            sorted(histories),
+            since,
+        )
+    }
+    changed = []
+    for contact, history in histories.items():
+        for event in history.goal_events:
+            row = _outcome_row(tenant_id, event, decisions[contact].outcomes[event.event_id])
+            if stored.get(event.event_id) != row:
+                changed.append(row)
+    if changed:
+        await conn.executemany(
+            "insert into goal_outcomes (tenant_id, goal_event_id, contact_id, occur_time, status,"
+            " journey_id, enrollment_id, touchpoint_event_id, message_id, touchpoint_time)"
+            " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " on conflict (tenant_id, goal_event_id) do update set status = excluded.status,"
+            " journey_id = excluded.journey_id, enrollment_id = excluded.enrollment_id,"
+            " touchpoint_event_id = excluded.touchpoint_event_id,"
+            " message_id = excluded.message_id, touchpoint_time = excluded.touchpoint_time",
+            changed,
+        )
+    return len(changed)
+
+
+def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
+    currency, micros = codec.money_columns(award.value)
+    return (
+        tenant_id,
+        award.enrollment_id,
+        award.conversion_id,
+        award.contact_id,
+        award.journey_id,
+        award.version,
+        int(award.source),
+        award.award_time,
+        award.goal_event_id,
+        award.touchpoint_event_id,
+        award.message_id,
+        award.step_id,
+        currency,
+        micros,
+    )
+
+
+_AWARD_COLUMNS = (
+    "tenant_id, enrollment_id, conversion_id, contact_id, journey_id, version, source,"
+    " award_time, goal_event_id, touchpoint_event_id, message_id, step_id, value_currency,"
+    " value_micros"
+)
+
+
+async def _write_awards(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    contacts: list[str],
+    decisions: dict[str, domain.Decision],
+    since: datetime,
+) -> int:
+    stored = {
+        (r["enrollment_id"], r["conversion_id"]): codec.award(r)
+        for r in await conn.fetch(
+            f"select {_AWARD_COLUMNS} from awards"
+            " where tenant_id = $1 and contact_id = any($2::text[]) and award_time >= $3",
+            tenant_id,
+            contacts,
+            since,
+        )
+    }
+    computed = {key: a for d in decisions.values() for key, a in d.awards.items()}
+    events: list[tuple[domain.ConversionEventType, domain.Award]] = []
+    upserts: list[domain.Award] = []
+    for key in sorted(computed.keys() | stored.keys()):
+        before, after = stored.get(key), computed.get(key)
+        if after is None:
+            assert before is not None
+            events.append((domain.ConversionEventType.RETRACTED, before))
+        elif before is None:
+            events.append((domain.ConversionEventType.AWARDED, after))
+            upserts.append(after)
+        elif before != after:
+            events.append((domain.ConversionEventType.UPDATED, after))
+            upserts.append(after)
+    retracted = [a for kind, a in events if kind == domain.ConversionEventType.RETRACTED]
+    if retracted:
+        await conn.execute(
+            "delete from awards as a using unnest($2::text[], $3::text[]) as k(e, c)"
+            " where a.tenant_id = $1 and a.enrollment_id = k.e and a.conversion_id = k.c",
+            tenant_id,
+            [a.enrollment_id for a in retracted],
+            [a.conversion_id for a in retracted],
+        )
+    if upserts:
+        await conn.executemany(
+            f"insert into awards ({_AWARD_COLUMNS}) values"
+            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " on conflict (tenant_id, enrollment_id, conversion_id) do update set"
+            " source = excluded.source, award_time = excluded.award_time,"
+            " goal_event_id = excluded.goal_event_id,"
+            " touchpoint_event_id = excluded.touchpoint_event_id,"
+            " message_id = excluded.message_id, step_id = excluded.step_id,"
+            " value_currency = excluded.value_currency, value_micros = excluded.value_micros",
+            [_award_row(tenant_id, a) for a in upserts],
+        )
+    await outbox.append(conn, tenant_id, events)
+    return len(events)

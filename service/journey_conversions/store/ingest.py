@@ -1,0 +1,414 @@
+"""Writing enrollments, touchpoints and goal events, each in one transaction that also
+re-decides every contact whose attribution the write can change.
+
+Batches are set-based: one lock statement, one insert, one query for the contacts to
+re-decide. Repeats of an event id with the same payload change nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import asyncpg
+
+from journey_conversions import domain
+from journey_conversions.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Violation,
+    idempotency_conflict,
+)
+from journey_conversions.store import catalog, codec, decisions
+from journey_conversions.store.locks import lock_contacts
+
+
+class ItemStatus(enum.IntEnum):
+    ACCEPTED = 1
+    DUPLICATE = 2
+    REJECTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    status: ItemStatus
+    error: ServiceError | None = None
+
+
+ACCEPTED = ItemResult(ItemStatus.ACCEPTED)
+DUPLICATE = ItemResult(ItemStatus.DUPLICATE)
+_Event = TypeVar("_Event", domain.Touchpoint, domain.GoalEvent)
+
+
+def _dedupe(items: Sequence[_Event], kind: str) -> tuple[list[_Event], dict[int, ItemResult]]:
+    """Keeps the first item of each event id; later ones are duplicates or conflicts."""
+    first: dict[str, _Event] = {}
+    unique: list[_Event] = []
+    results: dict[int, ItemResult] = {}
+    for index, item in enumerate(items):
+        seen = first.get(item.event_id)
+        if seen is None:
+            first[item.event_id] = item
+            unique.append(item)
+        elif seen == item:
+            results[index] = DUPLICATE
+        else:
+            results[index] = ItemResult(
+                ItemStatus.REJECTED, idempotency_conflict(kind, item.event_id)
+            )
+    return unique, results
+
+
+# --- touchpoints ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _MessageInfo:
+    channel: domain.Channel
+    versions: frozenset[int]
+
+
+async def _check_catalog(
+    conn: asyncpg.Connection, tenant_id: str, items: Sequence[domain.Touchpoint]
+) -> dict[str, ServiceError]:
+    """Touchpoints must name a defined journey and one of its messages, on its channel."""
+    journeys = sorted({t.journey_id for t in items})
+    known = {
+        r["journey_id"]
+        for r in await conn.fetch(
+            "select journey_id from journeys where tenant_id = $1 and journey_id = any($2::text[])",
+            tenant_id,
+            journeys,
+        )
+    }
+    messages: dict[tuple[str, str], _MessageInfo] = {}
+    for row in await conn.fetch(
+        "select journey_id, message_id, min(channel) as channel, array_agg(version) as versions"
+        " from journey_messages where tenant_id = $1 and journey_id = any($2::text[])"
+        " group by journey_id, message_id",
+        tenant_id,
+        journeys,
+    ):
+        messages[(row["journey_id"], row["message_id"])] = _MessageInfo(
+            domain.Channel(row["channel"]), frozenset(row["versions"])
+        )
+    errors: dict[str, ServiceError] = {}
+    for t in items:
+        info = messages.get((t.journey_id, t.message_id))
+        if t.journey_id not in known:
+            errors[t.event_id] = catalog.journey_not_found(t.journey_id)
+        elif info is None:
+            errors[t.event_id] = NotFound(
+                "MESSAGE_NOT_FOUND",
+                f"message {t.message_id!r} is not in journey {t.journey_id!r}",
+            )
+        elif t.version and t.version not in info.versions:
+            errors[t.event_id] = NotFound(
+                "MESSAGE_NOT_IN_VERSION",
+                f"message {t.message_id!r} is not in version {t.version} of {t.journey_id!r}",
+            )
+        elif info.channel != t.channel:
+            errors[t.event_id] = InvalidArgument(
+                [Violation("channel", f"message {t.message_id!r} is a {info.channel.name} message")]
+            )
+    return errors
+
+
+_TOUCHPOINT_COLUMNS = (
+    "event_id, contact_id, journey_id, version, message_id, channel, action, occur_time,"
+    " machine_generated"
+)
+
+
+async def record_touchpoints(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    items: Sequence[domain.Touchpoint],
+    horizon: datetime,
+) -> list[ItemResult]:
+    """Records valid touchpoints; one result per item, in order."""
+    unique, results = _dedupe(items, "touchpoint")
+    errors = await _check_catalog(conn, tenant_id, unique)
+    writable = [t for t in unique if t.event_id not in errors]
+    await lock_contacts(conn, tenant_id, (t.contact_id for t in writable))
+    inserted = {
+        r["event_id"]
+        for r in await conn.fetch(
+            f"insert into touchpoints (tenant_id, {_TOUCHPOINT_COLUMNS})"
+            " select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
+            " $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])"
+            " on conflict (tenant_id, event_id) do nothing returning event_id",
+            tenant_id,
+            [t.event_id for t in writable],
+            [t.contact_id for t in writable],
+            [t.journey_id for t in writable],
+            [t.version for t in writable],
+            [t.message_id for t in writable],
+            [int(t.channel) for t in writable],
+            [int(t.action) for t in writable],
+            [t.occur_time for t in writable],
+            [t.machine_generated for t in writable],
+        )
+    }
+    repeats = [t.event_id for t in writable if t.event_id not in inserted]
+    stored = (
+        {
+            r["event_id"]: codec.touchpoint(r)
+            for r in await conn.fetch(
+                f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
+                " where tenant_id = $1 and event_id = any($2::text[])",
+                tenant_id,
+                repeats,
+            )
+        }
+        if repeats
+        else {}
+    )
+    by_id: dict[str, ItemResult] = {}
+    for t in unique:
+        if t.event_id in errors:
+            by_id[t.event_id] = ItemResult(ItemStatus.REJECTED, errors[t.event_id])
+        elif t.event_id in inserted:
+            by_id[t.event_id] = ACCEPTED
+        elif stored.get(t.event_id) == t:
+            by_id[t.event_id] = DUPLICATE
+        else:
+            by_id[t.event_id] = ItemResult(
+                ItemStatus.REJECTED, idempotency_conflict("touchpoint", t.event_id)
+            )
+    new = [t for t in writable if t.event_id in inserted]
+    await decisions.redecide(
+        conn, tenant_id, await _touched_contacts(conn, tenant_id, new), horizon
+    )
+    return [results.get(i) or by_id[t.event_id] for i, t in enumerate(items)]
+
+
+async def _touched_contacts(
+    conn: asyncpg.Connection, tenant_id: str, touchpoints: Sequence[domain.Touchpoint]
+) -> list[str]:
+    """Contacts with a goal event the new touchpoints can qualify for (within the window).
+
+    Most touchpoints arrive before any goal event they could affect, so this is usually empty
+    and the batch costs no attribution work at all.
+    """
+    if not touchpoints:
+        return []
+    rows = await conn.fetch(
+        "select distinct t.contact_id"
+        " from unnest($2::text[], $3::text[], $4::timestamptz[]) as t(contact_id, journey_id, at)"
+        " join journeys j on j.tenant_id = $1 and j.journey_id = t.journey_id"
+        " where exists (select 1 from goal_events g where g.tenant_id = $1"
+        " and g.contact_id = t.contact_id and g.occur_time >= t.at"
+        " and g.occur_time <= t.at + make_interval(secs => j.window_seconds))",
+        tenant_id,
+        [t.contact_id for t in touchpoints],
+        [t.journey_id for t in touchpoints],
+        [t.occur_time for t in touchpoints],
+    )
+    return [r["contact_id"] for r in rows]
+
+
+# --- goal events ----------------------------------------------------------------------------
+
+_GOAL_EVENT_COLUMNS = (
+    "event_id, contact_id, event_type, occur_time, attribute_name, attribute_value, list_id,"
+    " message_id, url, form_id, product_ids, value_currency, value_micros"
+)
+
+
+async def record_goal_events(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    items: Sequence[domain.GoalEvent],
+    horizon: datetime,
+) -> list[ItemResult]:
+    """Records goal events and re-decides their contacts; one result per item, in order."""
+    unique, results = _dedupe(items, "goal event")
+    await lock_contacts(conn, tenant_id, (e.contact_id for e in unique))
+    money = [codec.money_columns(e.value) for e in unique]
+    inserted = {
+        r["event_id"]
+        for r in await conn.fetch(
+            f"insert into goal_events (tenant_id, {_GOAL_EVENT_COLUMNS})"
+            " select $1, e, c, t, o, an, av, l, m, u, f,"
+            " coalesce(string_to_array(p, chr(31)), '{}'::text[]), vc, vm"
+            " from unnest($2::text[], $3::text[], $4::smallint[], $5::timestamptz[],"
+            " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+            " $12::text[], $13::text[], $14::bigint[])"
+            " as x(e, c, t, o, an, av, l, m, u, f, p, vc, vm)"
+            " on conflict (tenant_id, event_id) do nothing returning event_id",
+            tenant_id,
+            [e.event_id for e in unique],
+            [e.contact_id for e in unique],
+            [int(e.event_type) for e in unique],
+            [e.occur_time for e in unique],
+            [e.attribute_name for e in unique],
+            [e.attribute_value for e in unique],
+            [e.list_id for e in unique],
+            [e.message_id for e in unique],
+            [e.url for e in unique],
+            [e.form_id for e in unique],
+            # text[][] must be rectangular, so product lists travel joined by a unit separator.
+            [chr(31).join(sorted(e.product_ids)) or None for e in unique],
+            [currency for currency, _ in money],
+            [micros for _, micros in money],
+        )
+    }
+    repeats = [e.event_id for e in unique if e.event_id not in inserted]
+    stored = (
+        {
+            r["event_id"]: codec.goal_event(r)
+            for r in await conn.fetch(
+                f"select {_GOAL_EVENT_COLUMNS} from goal_events"
+                " where tenant_id = $1 and event_id = any($2::text[])",
+                tenant_id,
+                repeats,
+            )
+        }
+        if repeats
+        else {}
+    )
+    by_id: dict[str, ItemResult] = {}
+    for e in unique:
+        if e.event_id in inserted:
+            by_id[e.event_id] = ACCEPTED
+        elif stored.get(e.event_id) == e:
+            by_id[e.event_id] = DUPLICATE
+        else:
+            by_id[e.event_id] = ItemResult(
+                ItemStatus.REJECTED, idempotency_conflict("goal event", e.event_id)
+            )
+    new_contacts = [e.contact_id for e in unique if e.event_id in inserted]
+    await decisions.redecide(conn, tenant_id, new_contacts, horizon)
+    return [results.get(i) or by_id[e.event_id] for i, e in enumerate(items)]
+
+
+async def get_goal_event(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, event_id: str
+) -> domain.GoalEvent | None:
+    row = await conn.fetchrow(
+        f"select {_GOAL_EVENT_COLUMNS} from goal_events where tenant_id = $1 and event_id = $2",
+        tenant_id,
+        event_id,
+    )
+    return codec.goal_event(row) if row else None
+
+
+async def get_touchpoint(
+    conn: asyncpg.Connection, tenant_id: str, event_id: str
+) -> domain.Touchpoint | None:
+    row = await conn.fetchrow(
+        f"select {_TOUCHPOINT_COLUMNS} from touchpoints where tenant_id = $1 and event_id = $2",
+        tenant_id,
+        event_id,
+    )
+    return codec.touchpoint(row) if row else None
+
+
+# --- enrollments ----------------------------------------------------------------------------
+
+
+def enrollment_not_found(enrollment_id: str) -> NotFound:
+    return NotFound("ENROLLMENT_NOT_FOUND", f"enrollment {enrollment_id!r} is not known")
+
+
+async def get_enrollment(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, enrollment_id: str
+) -> domain.Enrollment | None:
+    row = await conn.fetchrow(
+        "select * from enrollments where tenant_id = $1 and enrollment_id = $2",
+        tenant_id,
+        enrollment_id,
+    )
+    return codec.enrollment(row) if row else None
+
+
+async def enter(
+    conn: asyncpg.Connection, tenant_id: str, new: domain.Enrollment, horizon: datetime
+) -> domain.Enrollment:
+    exists = await conn.fetchval(
+        "select true from journey_versions where tenant_id = $1 and journey_id = $2"
+        " and version = $3",
+        tenant_id,
+        new.journey_id,
+        new.version,
+    )
+    if not exists:
+        if await catalog.load_journey(conn, tenant_id, new.journey_id) is None:
+            raise catalog.journey_not_found(new.journey_id)
+        raise NotFound(
+            "VERSION_NOT_FOUND", f"journey {new.journey_id!r} has no version {new.version}"
+        )
+    await lock_contacts(conn, tenant_id, [new.contact_id])
+    inserted = await conn.fetchval(
+        "insert into enrollments (tenant_id, enrollment_id, contact_id, journey_id, version,"
+        " enter_time) values ($1, $2, $3, $4, $5, $6)"
+        " on conflict (tenant_id, enrollment_id) do nothing returning true",
+        tenant_id,
+        new.enrollment_id,
+        new.contact_id,
+        new.journey_id,
+        new.version,
+        new.enter_time,
+    )
+    stored = await get_enrollment(conn, tenant_id, new.enrollment_id)
+    assert stored is not None
+    if not inserted:
+        first = domain.Enrollment(
+            stored.enrollment_id,
+            stored.contact_id,
+            stored.journey_id,
+            stored.version,
+            stored.enter_time,
+        )
+        if first != new:
+            raise idempotency_conflict("enrollment", new.enrollment_id)
+        return stored
+    await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
+    return stored
+
+
+async def exit_enrollment(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    enrollment_id: str,
+    exit_time: datetime,
+    reason: domain.ExitReason,
+    horizon: datetime,
+) -> domain.Enrollment:
+    found = await get_enrollment(conn, tenant_id, enrollment_id)
+    if found is None:
+        raise enrollment_not_found(enrollment_id)
+    await lock_contacts(conn, tenant_id, [found.contact_id])
+    current = await get_enrollment(conn, tenant_id, enrollment_id)
+    assert current is not None
+    if current.exit_time is not None:
+        if current.exit_time == exit_time and current.exit_reason == reason:
+            return current
+        raise AlreadyExists(
+            "ENROLLMENT_ALREADY_EXITED",
+            f"enrollment {enrollment_id!r} already exited at {current.exit_time.isoformat()}",
+        )
+    if exit_time < current.enter_time:
+        raise FailedPrecondition(
+            "EXIT_BEFORE_ENTRY",
+            f"exit_time is before the enrollment's enter_time {current.enter_time.isoformat()}",
+        )
+    await conn.execute(
+        "update enrollments set exit_time = $3, exit_reason = $4"
+        " where tenant_id = $1 and enrollment_id = $2",
+        tenant_id,
+        enrollment_id,
+        exit_time,
+        int(reason),
+    )
+    await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
+    stored = await get_enrollment(conn, tenant_id, enrollment_id)
+    assert stored is not None
+    return stored
