@@ -1,0 +1,169 @@
+"""What every RPC does around its own work: the tenant, one canonical log line, metrics, and
+the mapping of errors to precise gRPC statuses."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from journey_conversions import metrics, parse
+from journey_conversions.clock import Bounds, TimePolicy, utc_now
+from journey_conversions.db import CONNECTION_ERRORS
+from journey_conversions.errors import ServiceError, Unavailable, to_grpc_status
+from journey_conversions.logs import log
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Self = TypeVar("Self")
+
+TENANT_HEADER = "x-tenant-id"
+_KEY_FIELDS = ("request_id", "event_id", "enrollment_id")
+_NESTED_KEYS = (
+    ("touchpoint", "event_id"),
+    ("goal_event", "event_id"),
+    ("enrollment", "enrollment_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """The caller's tenant and the instant the call is judged at."""
+
+    tenant_id: str
+    now: datetime
+    bounds: Bounds
+    horizon: datetime
+
+
+class HasCallSettings:
+    """Mixed into the servicer: what `rpc` needs to build a Call."""
+
+    default_tenant: str
+    time_policy: TimePolicy
+
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+def _request_key(request: Message) -> str:
+    """The idempotency key of a write, for the log line."""
+    fields = request.DESCRIPTOR.fields_by_name
+    for name in _KEY_FIELDS:
+        if name in fields:
+            return str(getattr(request, name))
+    for name, key in _NESTED_KEYS:
+        if name in fields:
+            return str(getattr(getattr(request, name), key))
+    return ""
+
+
+def _begin(
+    owner: HasCallSettings, context: grpc.aio.ServicerContext[Any, Any], method: str, key: str
+) -> Call:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(method=method, request_id=key)
+    tenant_id = parse.tenant(_metadata(context, TENANT_HEADER), owner.default_tenant)
+    structlog.contextvars.bind_contextvars(tenant=tenant_id)
+    now = utc_now()
+    policy = owner.time_policy
+    return Call(tenant_id, now, policy.bounds(now), policy.horizon(now))
+
+
+def _as_service_error(error: BaseException) -> ServiceError | None:
+    if isinstance(error, ServiceError):
+        return error
+    if isinstance(error, CONNECTION_ERRORS):
+        return Unavailable(f"the database is unavailable: {error}")
+    return None
+
+
+def _finish(method: str, started: float, code: grpc.StatusCode, error: str = "") -> None:
+    elapsed = time.perf_counter() - started
+    metrics.CALLS.labels(method, code.name).inc()
+    metrics.LATENCY.labels(method).observe(elapsed)
+    fields: dict[str, Any] = {"code": code.name, "duration_ms": round(elapsed * 1000, 3)}
+    if error:
+        fields["error"] = error
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("rpc", **fields)
+    else:
+        log.info("rpc", **fields)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> None:
+    status = to_grpc_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def rpc(
+    work: Callable[[Self, Req, Call], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    """Wraps a unary method written as `work(self, request, call) -> response`."""
+    method = work.__name__
+
+    @functools.wraps(work)
+    async def handler(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
+        assert isinstance(self, HasCallSettings)
+        started = time.perf_counter()
+        try:
+            call = _begin(self, context, method, _request_key(request))
+            response = await work(self, request, call)
+        except Exception as error:
+            known = _as_service_error(error)
+            if known is None:
+                log.exception("unexpected error")
+                _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise
+            _finish(method, started, known.code, known.reason)
+            await _abort(context, known)
+            raise
+        _finish(method, started, grpc.StatusCode.OK)
+        return response
+
+    return handler
+
+
+def stream_rpc(
+    work: Callable[[Self, Req, Call], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    """Wraps a server-streaming method written as an async generator `work(self, request, call)`."""
+    method = work.__name__
+
+    @functools.wraps(work)
+    async def handler(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[Resp]:
+        assert isinstance(self, HasCallSettings)
+        started = time.perf_counter()
+        try:
+            call = _begin(self, context, method, "")
+            async for item in work(self, request, call):
+                yield item
+        except Exception as error:
+            known = _as_service_error(error)
+            if known is None:
+                log.exception("unexpected error")
+                _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise
+            _finish(method, started, known.code, known.reason)
+            await _abort(context, known)
+            raise
+        _finish(method, started, grpc.StatusCode.OK)
+
+    return handler
