@@ -94,6 +94,16 @@ async def _goal_histories(
     return {k: tuple(v) for k, v in histories.items()}
 
 
+async def lock_journey(conn: asyncpg.Connection, tenant_id: str, journey_id: str) -> bool:
+    """Takes the journey's row lock until commit; False when the journey is not defined."""
+    found = await conn.fetchval(
+        "select true from journeys where tenant_id = $1 and journey_id = $2 for update",
+        tenant_id,
+        journey_id,
+    )
+    return bool(found)
+
+
 async def list_journeys(
     conn: asyncpg.Connection, tenant_id: str, after: str, limit: int
 ) -> list[domain.Journey]:

@@ -111,6 +111,22 @@ async def load_histories(
     }
 
 
+async def contacts_with_goal_events(
+    conn: asyncpg.Connection, tenant_id: str, journey_id: str, since: datetime
+) -> list[str]:
+    """Contacts of a journey with goal events from `since` on: those a change of the
+    journey's goal or window can re-decide."""
+    rows = await conn.fetch(
+        "select distinct e.contact_id from enrollments e where e.tenant_id = $1"
+        " and e.journey_id = $2 and exists (select 1 from goal_events g where g.tenant_id = $1"
+        " and g.contact_id = e.contact_id and g.occur_time >= $3)",
+        tenant_id,
+        journey_id,
+        since,
+    )
+    return sorted(r["contact_id"] for r in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     outcomes_written: int

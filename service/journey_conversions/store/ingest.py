@@ -301,7 +301,7 @@ async def get_goal_event(
 
 
 async def get_touchpoint(
-    conn: asyncpg.Connection, tenant_id: str, event_id: str
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, event_id: str
 ) -> domain.Touchpoint | None:
     row = await conn.fetchrow(
         f"select {_TOUCHPOINT_COLUMNS} from touchpoints where tenant_id = $1 and event_id = $2",

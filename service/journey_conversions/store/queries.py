@@ -8,7 +8,7 @@ from journey_conversions import domain
 from journey_conversions.attribution import decide
 from journey_conversions.errors import NotFound
 from journey_conversions.store import codec, decisions
-from journey_conversions.store.ingest import get_goal_event
+from journey_conversions.store.ingest import get_goal_event, get_touchpoint
 
 
 async def explain(
@@ -46,3 +46,26 @@ async def list_awards(
         limit,
     )
     return [codec.award(r) for r in rows]
+
+
+async def stored_outcome(
+    pool: asyncpg.Pool, tenant_id: str, event_id: str
+) -> domain.Outcome | None:
+    """The outcome the store holds for a goal event (without candidates)."""
+    row = await pool.fetchrow(
+        "select * from goal_outcomes where tenant_id = $1 and goal_event_id = $2",
+        tenant_id,
+        event_id,
+    )
+    if row is None:
+        return None
+    touchpoint = None
+    if row["touchpoint_event_id"]:
+        touchpoint = await get_touchpoint(pool, tenant_id, row["touchpoint_event_id"])
+    return domain.Outcome(
+        row["goal_event_id"],
+        domain.OutcomeStatus(row["status"]),
+        row["journey_id"],
+        row["enrollment_id"],
+        touchpoint,
+    )

@@ -75,7 +75,7 @@ group by message_id, action
 
 _AWARDS = """
 select conversion_id, message_id, value_currency, count(*) as n,
-  coalesce(sum(value_micros), 0) as micros
+  coalesce(sum(value_micros), 0)::bigint as micros
 from awards
 where tenant_id = $1 and journey_id = $2 and ($3 = 0 or version = $3)
   and award_time >= $4 and award_time < $5
