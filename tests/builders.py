@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -11,6 +12,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from journeys.conversions.v1 import events_pb2, journey_pb2
 from journeys.conversions.v1 import service_pb2 as pb
+
+if TYPE_CHECKING:
+    from journeys.conversions.v1.service_pb2_grpc import (
+        JourneyConversionsServiceAsyncStub as Stub,
+    )
+
+__all__ = ["Stub"]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -36,9 +44,26 @@ def message(
     )
 
 
-def goal(event_type: str, **filters: object) -> journey_pb2.GoalCriterion:
+def goal(
+    event_type: str,
+    *,
+    attribute_name: str = "",
+    attribute_value: str | None = None,
+    list_ids: Sequence[str] = (),
+    message_ids: Sequence[str] = (),
+    url_patterns: Sequence[str] = (),
+    form_ids: Sequence[str] = (),
+    product_ids: Sequence[str] = (),
+) -> journey_pb2.GoalCriterion:
     return journey_pb2.GoalCriterion(
-        event_type=journey_pb2.GoalEventType.Value(f"GOAL_EVENT_TYPE_{event_type}"), **filters
+        event_type=journey_pb2.GoalEventType.Value(f"GOAL_EVENT_TYPE_{event_type}"),
+        attribute_name=attribute_name,
+        attribute_value=attribute_value,
+        list_ids=list_ids,
+        message_ids=message_ids,
+        url_patterns=url_patterns,
+        form_ids=form_ids,
+        product_ids=product_ids,
     )
 
 
@@ -48,13 +73,16 @@ def define_journey(
     goal_criterion: journey_pb2.GoalCriterion | None = None,
     version: int = 1,
     request_id: str | None = None,
-    **fields: object,
+    window_days: float | None = None,
+    exclude_machine_opens: bool = False,
 ) -> pb.DefineJourneyRequest:
     journey = journey_pb2.Journey(
         journey_id=journey_id,
         versions=[journey_pb2.JourneyVersion(version=version, messages=list(messages))],
-        **fields,
+        exclude_machine_opens=exclude_machine_opens,
     )
+    if window_days is not None:
+        journey.attribution_window.FromTimedelta(timedelta(days=window_days))
     if goal_criterion is not None:
         journey.goal.CopyFrom(goal_criterion)
     return pb.DefineJourneyRequest(
@@ -113,14 +141,33 @@ def touchpoint(
 
 
 def goal_event(
-    event_id: str, contact_id: str, event_type: str, at: timestamp_pb2.Timestamp, **fields: object
+    event_id: str,
+    contact_id: str,
+    event_type: str,
+    at: timestamp_pb2.Timestamp,
+    *,
+    attribute_name: str = "",
+    attribute_value: str = "",
+    list_id: str = "",
+    message_id: str = "",
+    url: str = "",
+    form_id: str = "",
+    product_ids: Sequence[str] = (),
+    value: journey_pb2.Money | None = None,
 ) -> events_pb2.GoalEvent:
     return events_pb2.GoalEvent(
         event_id=event_id,
         contact_id=contact_id,
         event_type=journey_pb2.GoalEventType.Value(f"GOAL_EVENT_TYPE_{event_type}"),
         occur_time=at,
-        **fields,
+        attribute_name=attribute_name,
+        attribute_value=attribute_value,
+        list_id=list_id,
+        message_id=message_id,
+        url=url,
+        form_id=form_id,
+        product_ids=product_ids,
+        value=value,
     )
 
 
@@ -130,7 +177,7 @@ def tenant(name: str) -> tuple[tuple[str, str]]:
 
 def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     """field -> description of the BadRequest detail of a failed call."""
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(cast(grpc.Call, error))
     found: dict[str, str] = {}
     if status is None:
         return found
@@ -143,12 +190,12 @@ def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(cast(grpc.Call, error))
     if status is None:
         return ""
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     return ""

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,6 +21,9 @@ from journey_conversions import config as config_module
 from journey_conversions import db
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.server import App, build
+
+if TYPE_CHECKING:
+    from tests.builders import Stub
 from journeys.conversions.v1 import service_pb2_grpc
 
 
@@ -94,5 +98,6 @@ async def channel(service_target: str) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> service_pb2_grpc.JourneyConversionsServiceStub:
+def stub(channel: grpc.aio.Channel) -> Stub:
+    """The generated stub on an aio channel (typed by mypy-protobuf as the async stub)."""
     return service_pb2_grpc.JourneyConversionsServiceStub(channel)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from journeys.conversions.v1 import conversions_pb2, events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
-from journeys.conversions.v1.service_pb2_grpc import JourneyConversionsServiceStub
 
 from tests.builders import ago, define_journey, enter, goal, goal_event, message, touchpoint
+
+if TYPE_CHECKING:
+    from tests.builders import Stub
 
 
 class TestHappyPath:
     """A contact enters, is touched by an email, orders: the journey gets the conversion."""
 
-    async def test_order_after_email_click_converts_and_is_reported(
-        self, stub: JourneyConversionsServiceStub
-    ) -> None:
+    async def test_order_after_email_click_converts_and_is_reported(self, stub: Stub) -> None:
         await stub.DefineJourney(
             define_journey("welcome", [message("email-1")], goal("ORDER_PLACED"))
         )
