@@ -35,12 +35,12 @@ async def load_histories(
     """Each contact's history from `since` on (None: all of it), in a few set-based queries."""
     contacts = sorted(set(contacts))
     loaded: dict[str, _Loaded] = defaultdict(_Loaded)
+    # All enrollments, ended ones too: they are few per contact, cannot change a decision
+    # after they end, and explanations name their journeys (NOT_ACTIVE).
     rows = await conn.fetch(
-        "select * from enrollments where tenant_id = $1 and contact_id = any($2::text[])"
-        " and ($3::timestamptz is null or exit_time is null or exit_time >= $3)",
+        "select * from enrollments where tenant_id = $1 and contact_id = any($2::text[])",
         tenant_id,
         contacts,
-        since,
     )
     for row in rows:
         loaded[row["contact_id"]].enrollments.append(codec.enrollment(row))
