@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from journeys.conversions.v1 import conversions_pb2
+from journeys.conversions.v1 import conversions_pb2, events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
 from tests.builders import ago, define_journey, enter, goal, goal_event, message, touchpoint
@@ -88,7 +88,11 @@ class TestLateTouchpoint:
         form = goal_event("g1", "c1", "FORM_SUBMITTED", ago(days=1), form_id="f")
         await stub.RecordGoalEvent(pb.RecordGoalEventRequest(goal_event=form))
         await stub.ExitJourney(
-            pb.ExitJourneyRequest(enrollment_id="spring-c1", exit_time=ago(days=2), exit_reason=1)
+            pb.ExitJourneyRequest(
+                enrollment_id="spring-c1",
+                exit_time=ago(days=2),
+                exit_reason=events_pb2.EXIT_REASON_COMPLETED,
+            )
         )
         explained = await stub.ExplainGoalEvent(pb.ExplainGoalEventRequest(event_id="g1"))
         assert explained.explanation.outcome.status == conversions_pb2.OUTCOME_STATUS_NOT_CONVERTED
