@@ -170,7 +170,7 @@ async def stored_state(
 ) -> tuple[dict[str, tuple[object, ...]], set[tuple[str, str]], list[asyncpg.Record]]:
     conn = await asyncpg.connect(database_url)
     try:
-        outcomes = {
+        outcomes: dict[str, tuple[object, ...]] = {
             r["goal_event_id"]: (
                 r["status"],
                 r["journey_id"],
