@@ -35,7 +35,12 @@ def require_tools() -> Callable[..., None]:
 
 
 def _require_tools(*tools: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
+    """Each tool is a command on PATH, or an absolute path that must exist."""
+    missing = [
+        tool
+        for tool in tools
+        if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))
+    ]
     if not missing:
         return
     if os.environ.get("CI") == "true":

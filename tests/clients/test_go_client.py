@@ -21,7 +21,8 @@ class TestGoLiveTest:
         require_tools: Callable[..., None],
         run_command: Callable[..., Awaitable[tuple[int, str]]],
     ) -> None:
-        require_tools("go", "protoc-gen-go", "protoc-gen-go-grpc")
+        # offline-go builds against Debian's Go sources (clients/go/ensure-toolchain).
+        require_tools("go", "/usr/share/gocode/src/google.golang.org/grpc")
         code, out = await run_command(
             str(GO_DIR / "offline-go"), "test", "-count=1", "-v", "./livetest", cwd=GO_DIR
         )
