@@ -1,0 +1,179 @@
+"""Ingest benchmark: touchpoints per second through the service, against Postgres alone.
+
+Both runs use the same machine, the same fresh database schema, the same rows, batch size and
+concurrency. The baseline writes the rows straight into the touchpoints table with asyncpg
+(unnest + ON CONFLICT, as the service does); the service run sends them through
+BatchRecordTouchpoints to a real `journey-conversions serve` process. The figure that matters is
+the ratio: how much of Postgres's own speed survives our code.
+
+    .venv/bin/python -m bench.ingest --database-url postgresql://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import grpc
+from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
+from journeys.conversions.v1 import service_pb2 as pb
+
+from journey_conversions import db
+from tests.builders import ts
+from tests.processes import serve
+
+
+@dataclass(frozen=True)
+class Row:
+    event_id: str
+    contact_id: str
+    occur_time: datetime
+
+
+def make_rows(count: int, contacts: int, tag: str) -> list[Row]:
+    now = datetime.now(UTC)
+    return [
+        Row(f"{tag}-{i}", f"contact-{i % contacts}", now - timedelta(minutes=i % 10_000))
+        for i in range(count)
+    ]
+
+
+def batches(rows: list[Row], size: int) -> list[list[Row]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+async def run_concurrently(work: list[list[Row]], concurrency: int, send: object) -> float:
+    queue: asyncio.Queue[list[Row]] = asyncio.Queue()
+    for batch in work:
+        queue.put_nowait(batch)
+
+    async def worker() -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            await send(batch)  # type: ignore[operator]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> float:
+    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    assert pool is not None
+
+    async def send(batch: list[Row]) -> None:
+        await pool.execute(
+            "insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version,"
+            " message_id, channel, action, occur_time, machine_generated)"
+            " select 'bench', e, c, 'bench', 1, 'email', 1, 1, t, false"
+            " from unnest($1::text[], $2::text[], $3::timestamptz[]) as x(e, c, t)"
+            " on conflict (tenant_id, event_id) do nothing",
+            [r.event_id for r in batch],
+            [r.contact_id for r in batch],
+            [r.occur_time for r in batch],
+        )
+
+    try:
+        return await run_concurrently(batches(rows, size), concurrency, send)
+    finally:
+        await pool.close()
+
+
+async def through_service(
+    target: str, rows: list[Row], size: int, concurrency: int
+) -> float:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
+        await stub.DefineJourney(
+            pb.DefineJourneyRequest(
+                request_id="bench",
+                journey=journey_pb2.Journey(
+                    journey_id="bench",
+                    goal=journey_pb2.GoalCriterion(
+                        event_type=journey_pb2.GOAL_EVENT_TYPE_ORDER_PLACED
+                    ),
+                    versions=[
+                        journey_pb2.JourneyVersion(
+                            version=1,
+                            messages=[
+                                journey_pb2.JourneyMessage(
+                                    message_id="email", channel=journey_pb2.CHANNEL_EMAIL
+                                )
+                            ],
+                        )
+                    ],
+                ),
+            )
+        )
+        prepared = [
+            pb.BatchRecordTouchpointsRequest(
+                touchpoints=[
+                    events_pb2.Touchpoint(
+                        event_id=r.event_id,
+                        contact_id=r.contact_id,
+                        journey_id="bench",
+                        version=1,
+                        message_id="email",
+                        channel=journey_pb2.CHANNEL_EMAIL,
+                        action=events_pb2.TOUCHPOINT_ACTION_DELIVERED,
+                        occur_time=ts(r.occur_time),
+                    )
+                    for r in batch
+                ]
+            )
+            for batch in batches(rows, size)
+        ]
+        by_first = {id(batch[0]): request for batch, request in zip(batches(rows, size), prepared, strict=True)}
+
+        async def send(batch: list[Row]) -> None:
+            reply = await stub.BatchRecordTouchpoints(by_first[id(batch[0])], timeout=120)
+            assert all(r.status == events_pb2.ITEM_STATUS_ACCEPTED for r in reply.results)
+
+        return await run_concurrently(batches(rows, size), concurrency, send)
+
+
+async def fresh_database(admin_url: str) -> str:
+    name = f"jc_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'create database "{name}"')
+    await conn.close()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    await db.migrate(url)
+    return url
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", required=True, help="admin URL of a Postgres server")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--contacts", type=int, default=20_000)
+    args = parser.parse_args()
+
+    base_url = await fresh_database(args.database_url)
+    base_rows = make_rows(args.rows, args.contacts, "base")
+    base_seconds = await baseline(base_url, base_rows, args.batch, args.concurrency)
+
+    service_url = await fresh_database(args.database_url)
+    service_rows = make_rows(args.rows, args.contacts, "svc")
+    async with serve("--database-url", service_url) as server:
+        service_seconds = await through_service(
+            server.target, service_rows, args.batch, args.concurrency
+        )
+
+    base_rate = args.rows / base_seconds
+    service_rate = args.rows / service_seconds
+    print(f"rows={args.rows} batch={args.batch} concurrency={args.concurrency}")
+    print(f"postgres alone (asyncpg unnest): {base_rate:10.0f} touchpoints/s")
+    print(f"through the service (gRPC batch): {service_rate:10.0f} touchpoints/s")
+    print(f"service / postgres ratio:         {service_rate / base_rate:10.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
