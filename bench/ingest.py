@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,15 +49,17 @@ def batches(rows: list[Row], size: int) -> list[list[Row]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-async def run_concurrently(work: list[list[Row]], concurrency: int, send: object) -> float:
-    queue: asyncio.Queue[list[Row]] = asyncio.Queue()
-    for batch in work:
-        queue.put_nowait(batch)
+async def run_concurrently(
+    jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int
+) -> float:
+    """Seconds to run every job with at most `concurrency` in flight."""
+    queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
 
     async def worker() -> None:
         while not queue.empty():
-            batch = queue.get_nowait()
-            await send(batch)  # type: ignore[operator]
+            await queue.get_nowait()()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -66,7 +70,7 @@ async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> fl
     pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
     assert pool is not None
 
-    async def send(batch: list[Row]) -> None:
+    async def insert(batch: list[Row]) -> None:
         await pool.execute(
             "insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version,"
             " message_id, channel, action, occur_time, machine_generated)"
@@ -79,14 +83,13 @@ async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> fl
         )
 
     try:
-        return await run_concurrently(batches(rows, size), concurrency, send)
+        jobs = [functools.partial(insert, batch) for batch in batches(rows, size)]
+        return await run_concurrently(jobs, concurrency)
     finally:
         await pool.close()
 
 
-async def through_service(
-    target: str, rows: list[Row], size: int, concurrency: int
-) -> float:
+async def through_service(target: str, rows: list[Row], size: int, concurrency: int) -> float:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
         await stub.DefineJourney(
@@ -128,13 +131,14 @@ async def through_service(
             )
             for batch in batches(rows, size)
         ]
-        by_first = {id(batch[0]): request for batch, request in zip(batches(rows, size), prepared, strict=True)}
 
-        async def send(batch: list[Row]) -> None:
-            reply = await stub.BatchRecordTouchpoints(by_first[id(batch[0])], timeout=120)
+        async def record(request: pb.BatchRecordTouchpointsRequest) -> None:
+            reply = await stub.BatchRecordTouchpoints(request, timeout=120)
             assert all(r.status == events_pb2.ITEM_STATUS_ACCEPTED for r in reply.results)
 
-        return await run_concurrently(batches(rows, size), concurrency, send)
+        return await run_concurrently(
+            [functools.partial(record, request) for request in prepared], concurrency
+        )
 
 
 async def fresh_database(admin_url: str) -> str:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, cast
 import asyncpg
 import grpc
 import pytest
-from journey_conversions import domain
-from journey_conversions.attribution import decide
 from journeys.conversions.v1 import events_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
+from journey_conversions import domain
+from journey_conversions.attribution import decide
 from tests import builders
 from tests.processes import serve
 
