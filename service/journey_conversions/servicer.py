@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -198,13 +199,10 @@ class JourneyConversionsServicer(
                 if not exists or journey is None:
                     raise catalog.journey_not_found(value.journey_id)
                 key = parse.conversion_name_key(name)
-                others = [
-                    c
-                    for c in await catalog.list_conversions(
-                        conn, call.tenant_id, journey.journey_id
-                    )
-                    if c.conversion_id != value.conversion_id
-                ]
+                others_and_self = await catalog.list_conversions(
+                    conn, call.tenant_id, journey.journey_id
+                )
+                others = [c for c in others_and_self if c.conversion_id != value.conversion_id]
                 warnings = []
                 for other in others:
                     other_key = parse.conversion_name_key(other.name)
@@ -221,6 +219,7 @@ class JourneyConversionsServicer(
                             f" {other.conversion_id!r}); duplicate conversions make reports"
                             " harder to read"
                         )
+                before = {c.conversion_id: c for c in others_and_self}.get(value.conversion_id)
                 saved = await catalog.save_conversion(
                     conn,
                     call.tenant_id,
@@ -235,6 +234,13 @@ class JourneyConversionsServicer(
                     key,
                     call.now,
                 )
+                if before is not None and before.value != money:
+                    # Open awards take the new value (UPDATED events); final ones keep theirs.
+                    contacts = await decisions.contacts_with_awards(
+                        conn, call.tenant_id, value.journey_id, value.conversion_id, call.horizon
+                    )
+                    await lock_contacts(conn, call.tenant_id, contacts)
+                    await decisions.redecide(conn, call.tenant_id, contacts, call.horizon)
                 return pb.DefineConversionResponse(
                     conversion=render.conversion(saved), warnings=warnings
                 )
@@ -332,8 +338,7 @@ class JourneyConversionsServicer(
             return await ingest.record_touchpoints(conn, call.tenant_id, items, call.horizon)
 
         results = await db.transaction(self.pool, work)
-        for result in results:
-            metrics.EVENTS.labels("touchpoint", result.status.name.lower()).inc()
+        _count_events("touchpoint", results)
         return results
 
     @rpc
@@ -382,8 +387,7 @@ class JourneyConversionsServicer(
             return await ingest.record_goal_events(conn, call.tenant_id, items, call.horizon)
 
         results = await db.transaction(self.pool, work)
-        for result in results:
-            metrics.EVENTS.labels("goal_event", result.status.name.lower()).inc()
+        _count_events("goal_event", results)
         return results
 
     @rpc
@@ -604,6 +608,11 @@ class JourneyConversionsServicer(
 
         report = await db.transaction(self.pool, work)
         return pb.GetJourneyReportResponse(report=render.report(report))
+
+
+def _count_events(kind: str, results: list[ingest.ItemResult]) -> None:
+    for status, count in Counter(r.status for r in results).items():
+        metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
 
 
 def _rejected(checker: parse.Checker) -> ingest.ItemResult:

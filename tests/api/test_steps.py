@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from journeys.conversions.v1 import conversions_pb2
+from journeys.conversions.v1 import conversions_pb2, journey_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
 from tests.builders import (
@@ -218,3 +218,43 @@ class TestTrigger:
         await stub.RecordGoalEvent(pb.RecordGoalEventRequest(goal_event=order))
         awards = await stub.ListConversionAwards(pb.ListConversionAwardsRequest(journey_id="trial"))
         assert list(awards.awards) == []
+
+
+class TestDefinitionChange:
+    """Changing a conversion's value updates its open awards, which keep their conversion."""
+
+    async def test_new_value_updates_the_award_and_emits_updated(self, stub: Stub) -> None:
+        await journey_with_conversions(stub)
+        await stub.MarkConversion(
+            pb.MarkConversionRequest(
+                event_id="m1",
+                enrollment_id="trial-e1",
+                conversion_id="booked",
+                mark_time=ago(days=1),
+            )
+        )
+        changed = conversions_pb2.ConversionDefinition(
+            conversion_id="booked",
+            journey_id="trial",
+            name="Booked meeting",
+            award_on_goal=True,
+            value=journey_pb2.Money(currency_code="EUR", amount_micros=50_000_000),
+        )
+        reply = await stub.DefineConversion(
+            pb.DefineConversionRequest(request_id="redefine", conversion=changed)
+        )
+        assert reply.conversion.revision == 2
+        awards = await stub.ListConversionAwards(pb.ListConversionAwardsRequest(journey_id="trial"))
+        (award,) = awards.awards
+        assert (award.conversion_id, award.value.amount_micros) == ("booked", 50_000_000)
+        stream = stub.StreamConversionEvents(pb.StreamConversionEventsRequest(after_position=0))
+        kinds = []
+        async for item in stream:
+            kinds.append(item.event.type)
+            if len(kinds) == 2:
+                stream.cancel()
+                break
+        assert kinds == [
+            conversions_pb2.CONVERSION_EVENT_TYPE_AWARDED,
+            conversions_pb2.CONVERSION_EVENT_TYPE_UPDATED,
+        ]

@@ -127,6 +127,37 @@ async def contacts_with_goal_events(
     return sorted(r["contact_id"] for r in rows)
 
 
+async def has_events_since(
+    conn: asyncpg.Connection, tenant_id: str, contact_id: str, since: datetime
+) -> bool:
+    """Whether an entry or exit at `since` can change anything: only goal events and step
+    marks from then on depend on participation."""
+    found = await conn.fetchval(
+        "select exists (select 1 from goal_events where tenant_id = $1 and contact_id = $2"
+        " and occur_time >= $3) or exists (select 1 from step_marks where tenant_id = $1"
+        " and contact_id = $2 and mark_time >= $3)",
+        tenant_id,
+        contact_id,
+        since,
+    )
+    return bool(found)
+
+
+async def contacts_with_awards(
+    conn: asyncpg.Connection, tenant_id: str, journey_id: str, conversion_id: str, since: datetime
+) -> list[str]:
+    """Contacts holding an open award of a conversion: those its value change updates."""
+    rows = await conn.fetch(
+        "select distinct contact_id from awards where tenant_id = $1 and journey_id = $2"
+        " and conversion_id = $3 and award_time >= $4",
+        tenant_id,
+        journey_id,
+        conversion_id,
+        since,
+    )
+    return sorted(r["contact_id"] for r in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     outcomes_written: int

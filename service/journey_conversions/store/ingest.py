@@ -79,25 +79,24 @@ async def _check_catalog(
 ) -> dict[str, ServiceError]:
     """Touchpoints must name a defined journey and one of its messages, on its channel."""
     journeys = sorted({t.journey_id for t in items})
-    known = {
-        r["journey_id"]
-        for r in await conn.fetch(
-            "select journey_id from journeys where tenant_id = $1 and journey_id = any($2::text[])",
-            tenant_id,
-            journeys,
-        )
-    }
+    known: set[str] = set()
     messages: dict[tuple[str, str], _MessageInfo] = {}
+    # One round trip: each known journey, with its messages (none for an empty journey).
     for row in await conn.fetch(
-        "select journey_id, message_id, min(channel) as channel, array_agg(version) as versions"
-        " from journey_messages where tenant_id = $1 and journey_id = any($2::text[])"
-        " group by journey_id, message_id",
+        "select j.journey_id, m.message_id, min(m.channel) as channel,"
+        " array_agg(m.version) as versions"
+        " from journeys j left join journey_messages m"
+        " on m.tenant_id = j.tenant_id and m.journey_id = j.journey_id"
+        " where j.tenant_id = $1 and j.journey_id = any($2::text[])"
+        " group by j.journey_id, m.message_id",
         tenant_id,
         journeys,
     ):
-        messages[(row["journey_id"], row["message_id"])] = _MessageInfo(
-            domain.Channel(row["channel"]), frozenset(row["versions"])
-        )
+        known.add(row["journey_id"])
+        if row["message_id"] is not None:
+            messages[(row["journey_id"], row["message_id"])] = _MessageInfo(
+                domain.Channel(row["channel"]), frozenset(row["versions"])
+            )
     errors: dict[str, ServiceError] = {}
     for t in items:
         info = messages.get((t.journey_id, t.message_id))
@@ -370,7 +369,8 @@ async def enter(
         if first != new:
             raise idempotency_conflict("enrollment", new.enrollment_id)
         return stored
-    await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
+    if await decisions.has_events_since(conn, tenant_id, new.contact_id, new.enter_time):
+        await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
     return stored
 
 
@@ -408,7 +408,8 @@ async def exit_enrollment(
         exit_time,
         int(reason),
     )
-    await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
+    if await decisions.has_events_since(conn, tenant_id, current.contact_id, exit_time):
+        await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
     stored = await get_enrollment(conn, tenant_id, enrollment_id)
     assert stored is not None
     return stored
