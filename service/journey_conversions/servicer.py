@@ -329,6 +329,31 @@ class JourneyConversionsServicer(
             raise ingest.enrollment_not_found(request.enrollment_id)
         return pb.GetEnrollmentResponse(enrollment=render.enrollment(found))
 
+    @rpc
+    async def ListEnrollments(
+        self, request: pb.ListEnrollmentsRequest, call: Call
+    ) -> pb.ListEnrollmentsResponse:
+        checker = parse.Checker()
+        checker.identifier("contact_id", request.contact_id)
+        checker.identifier("journey_id", request.journey_id, required=False)
+        active_at = checker.timestamp("active_time", request, None, required=False)
+        size = parse.page_size(checker, request.page_size)
+        checker.raise_if_any()
+        (after,) = pagination.decode(request.page_token, 1)
+        found = await ingest.list_enrollments(
+            self.pool,
+            call.tenant_id,
+            request.contact_id,
+            request.journey_id,
+            active_at,
+            after,
+            size + 1,
+        )
+        token = pagination.encode(found[size - 1].enrollment_id) if len(found) > size else ""
+        return pb.ListEnrollmentsResponse(
+            enrollments=[render.enrollment(e) for e in found[:size]], next_page_token=token
+        )
+
     # --- touchpoints and goal events ------------------------------------------------------
 
     async def _record_touchpoints(

@@ -328,6 +328,32 @@ async def get_enrollment(
     return codec.enrollment(row) if row else None
 
 
+async def list_enrollments(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: str,
+    contact_id: str,
+    journey_id: str,
+    active_at: datetime | None,
+    after: str,
+    limit: int,
+) -> list[domain.Enrollment]:
+    """A contact's enrollments; with `active_at`, those active then (see Enrollment.active_at)."""
+    rows = await conn.fetch(
+        "select * from enrollments where tenant_id = $1 and contact_id = $2"
+        " and ($3 = '' or journey_id = $3)"
+        " and ($4::timestamptz is null or (enter_time <= $4"
+        " and (exit_time is null or exit_time >= $4)))"
+        " and enrollment_id > $5 order by enrollment_id limit $6",
+        tenant_id,
+        contact_id,
+        journey_id,
+        active_at,
+        after,
+        limit,
+    )
+    return [codec.enrollment(r) for r in rows]
+
+
 async def enter(
     conn: asyncpg.Connection, tenant_id: str, new: domain.Enrollment, horizon: datetime
 ) -> domain.Enrollment:

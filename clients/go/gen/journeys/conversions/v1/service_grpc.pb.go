@@ -43,6 +43,10 @@ type JourneyConversionsServiceClient interface {
 	ExitJourney(ctx context.Context, in *ExitJourneyRequest, opts ...grpc.CallOption) (*ExitJourneyResponse, error)
 	// Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*GetEnrollmentResponse, error)
+	// Lists a contact's enrollments, optionally of one journey, and optionally only those in
+	// which the contact was an active participant at active_time (entered at or before it, not
+	// exited before it). Errors: INVALID_ARGUMENT.
+	ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error)
 	// Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
 	// journey), ALREADY_EXISTS (event_id reused with another payload).
 	RecordTouchpoint(ctx context.Context, in *RecordTouchpointRequest, opts ...grpc.CallOption) (*RecordTouchpointResponse, error)
@@ -154,6 +158,15 @@ func (c *journeyConversionsServiceClient) ExitJourney(ctx context.Context, in *E
 func (c *journeyConversionsServiceClient) GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*GetEnrollmentResponse, error) {
 	out := new(GetEnrollmentResponse)
 	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/GetEnrollment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journeyConversionsServiceClient) ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error) {
+	out := new(ListEnrollmentsResponse)
+	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/ListEnrollments", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -303,6 +316,10 @@ type JourneyConversionsServiceServer interface {
 	ExitJourney(context.Context, *ExitJourneyRequest) (*ExitJourneyResponse, error)
 	// Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GetEnrollment(context.Context, *GetEnrollmentRequest) (*GetEnrollmentResponse, error)
+	// Lists a contact's enrollments, optionally of one journey, and optionally only those in
+	// which the contact was an active participant at active_time (entered at or before it, not
+	// exited before it). Errors: INVALID_ARGUMENT.
+	ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error)
 	// Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
 	// journey), ALREADY_EXISTS (event_id reused with another payload).
 	RecordTouchpoint(context.Context, *RecordTouchpointRequest) (*RecordTouchpointResponse, error)
@@ -368,6 +385,9 @@ func (UnimplementedJourneyConversionsServiceServer) ExitJourney(context.Context,
 }
 func (UnimplementedJourneyConversionsServiceServer) GetEnrollment(context.Context, *GetEnrollmentRequest) (*GetEnrollmentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetEnrollment not implemented")
+}
+func (UnimplementedJourneyConversionsServiceServer) ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListEnrollments not implemented")
 }
 func (UnimplementedJourneyConversionsServiceServer) RecordTouchpoint(context.Context, *RecordTouchpointRequest) (*RecordTouchpointResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecordTouchpoint not implemented")
@@ -553,6 +573,24 @@ func _JourneyConversionsService_GetEnrollment_Handler(srv interface{}, ctx conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JourneyConversionsServiceServer).GetEnrollment(ctx, req.(*GetEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JourneyConversionsService_ListEnrollments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEnrollmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JourneyConversionsServiceServer).ListEnrollments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/journeys.conversions.v1.JourneyConversionsService/ListEnrollments",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JourneyConversionsServiceServer).ListEnrollments(ctx, req.(*ListEnrollmentsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -775,6 +813,10 @@ var _JourneyConversionsService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEnrollment",
 			Handler:    _JourneyConversionsService_GetEnrollment_Handler,
+		},
+		{
+			MethodName: "ListEnrollments",
+			Handler:    _JourneyConversionsService_ListEnrollments_Handler,
 		},
 		{
 			MethodName: "RecordTouchpoint",

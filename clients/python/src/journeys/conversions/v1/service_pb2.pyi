@@ -483,6 +483,74 @@ class GetEnrollmentResponse(_message.Message):
 Global___GetEnrollmentResponse: _TypeAlias = GetEnrollmentResponse  # noqa: Y015
 
 @_typing.final
+class ListEnrollmentsRequest(_message.Message):
+    """The request of ListEnrollments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    JOURNEY_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    """The contact."""
+    journey_id: _builtins.str
+    """Only this journey's enrollments, when set."""
+    page_size: _builtins.int
+    """The most enrollments to return, 1 to 500; 50 when 0."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    @_builtins.property
+    def active_time(self) -> _timestamp_pb2.Timestamp:
+        """Only enrollments active at this time, when set."""
+
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+        journey_id: _builtins.str = ...,
+        active_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_time", b"active_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_time", b"active_time", "contact_id", b"contact_id", "journey_id", b"journey_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnrollmentsRequest: _TypeAlias = ListEnrollmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListEnrollmentsResponse(_message.Message):
+    """The response of ListEnrollments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def enrollments(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Enrollment]:
+        """The enrollments, by enrollment_id."""
+
+    def __init__(
+        self,
+        *,
+        enrollments: _abc.Iterable[_events_pb2.Enrollment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollments", b"enrollments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnrollmentsResponse: _TypeAlias = ListEnrollmentsResponse  # noqa: Y015
+
+@_typing.final
 class RecordTouchpointRequest(_message.Message):
     """The request of RecordTouchpoint."""
 

@@ -84,6 +84,11 @@ class JourneyConversionsServiceStub:
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentRequest.SerializeToString,
                 response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentResponse.FromString,
                 _registered_method=True)
+        self.ListEnrollments = channel.unary_unary(
+                '/journeys.conversions.v1.JourneyConversionsService/ListEnrollments',
+                request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsRequest.SerializeToString,
+                response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsResponse.FromString,
+                _registered_method=True)
         self.RecordTouchpoint = channel.unary_unary(
                 '/journeys.conversions.v1.JourneyConversionsService/RecordTouchpoint',
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.RecordTouchpointRequest.SerializeToString,
@@ -210,6 +215,15 @@ class JourneyConversionsServiceServicer:
 
     def GetEnrollment(self, request, context):
         """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEnrollments(self, request, context):
+        """Lists a contact's enrollments, optionally of one journey, and optionally only those in
+        which the contact was an active participant at active_time (entered at or before it, not
+        exited before it). Errors: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -342,6 +356,11 @@ def add_JourneyConversionsServiceServicer_to_server(servicer, server):
                     servicer.GetEnrollment,
                     request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentRequest.FromString,
                     response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentResponse.SerializeToString,
+            ),
+            'ListEnrollments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEnrollments,
+                    request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsRequest.FromString,
+                    response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsResponse.SerializeToString,
             ),
             'RecordTouchpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordTouchpoint,
@@ -620,6 +639,33 @@ class JourneyConversionsService:
             '/journeys.conversions.v1.JourneyConversionsService/GetEnrollment',
             journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentRequest.SerializeToString,
             journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEnrollments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/journeys.conversions.v1.JourneyConversionsService/ListEnrollments',
+            journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsRequest.SerializeToString,
+            journeys_dot_conversions_dot_v1_dot_service__pb2.ListEnrollmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

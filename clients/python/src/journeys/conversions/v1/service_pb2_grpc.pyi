@@ -73,6 +73,11 @@ class JourneyConversionsServiceStub:
     """
     GetEnrollment: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetEnrollmentRequest, _service_pb2.GetEnrollmentResponse]
     """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND."""
+    ListEnrollments: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListEnrollmentsRequest, _service_pb2.ListEnrollmentsResponse]
+    """Lists a contact's enrollments, optionally of one journey, and optionally only those in
+    which the contact was an active participant at active_time (entered at or before it, not
+    exited before it). Errors: INVALID_ARGUMENT.
+    """
     RecordTouchpoint: _grpc.UnaryUnaryMultiCallable[_service_pb2.RecordTouchpointRequest, _service_pb2.RecordTouchpointResponse]
     """Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
     journey), ALREADY_EXISTS (event_id reused with another payload).
@@ -163,6 +168,11 @@ class JourneyConversionsServiceAsyncStub(JourneyConversionsServiceStub):
     """
     GetEnrollment: _aio.UnaryUnaryMultiCallable[_service_pb2.GetEnrollmentRequest, _service_pb2.GetEnrollmentResponse]  # type: ignore[assignment]
     """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND."""
+    ListEnrollments: _aio.UnaryUnaryMultiCallable[_service_pb2.ListEnrollmentsRequest, _service_pb2.ListEnrollmentsResponse]  # type: ignore[assignment]
+    """Lists a contact's enrollments, optionally of one journey, and optionally only those in
+    which the contact was an active participant at active_time (entered at or before it, not
+    exited before it). Errors: INVALID_ARGUMENT.
+    """
     RecordTouchpoint: _aio.UnaryUnaryMultiCallable[_service_pb2.RecordTouchpointRequest, _service_pb2.RecordTouchpointResponse]  # type: ignore[assignment]
     """Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
     journey), ALREADY_EXISTS (event_id reused with another payload).
@@ -298,6 +308,17 @@ class JourneyConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetEnrollmentResponse, _abc.Awaitable[_service_pb2.GetEnrollmentResponse]]:
         """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListEnrollments(
+        self,
+        request: _service_pb2.ListEnrollmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListEnrollmentsResponse, _abc.Awaitable[_service_pb2.ListEnrollmentsResponse]]:
+        """Lists a contact's enrollments, optionally of one journey, and optionally only those in
+        which the contact was an active participant at active_time (entered at or before it, not
+        exited before it). Errors: INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def RecordTouchpoint(

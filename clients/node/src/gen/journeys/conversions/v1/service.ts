@@ -225,6 +225,30 @@ export interface GetEnrollmentResponse {
   enrollment: Enrollment | undefined;
 }
 
+/** The request of ListEnrollments. */
+export interface ListEnrollmentsRequest {
+  /** The contact. */
+  contactId: string;
+  /** Only this journey's enrollments, when set. */
+  journeyId: string;
+  /** Only enrollments active at this time, when set. */
+  activeTime:
+    | Date
+    | undefined;
+  /** The most enrollments to return, 1 to 500; 50 when 0. */
+  pageSize: number;
+  /** The next_page_token of the previous page. */
+  pageToken: string;
+}
+
+/** The response of ListEnrollments. */
+export interface ListEnrollmentsResponse {
+  /** The enrollments, by enrollment_id. */
+  enrollments: Enrollment[];
+  /** The token of the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
 /** The request of RecordTouchpoint. */
 export interface RecordTouchpointRequest {
   /** The touchpoint. */
@@ -1731,6 +1755,250 @@ export const GetEnrollmentResponse: MessageFns<GetEnrollmentResponse> = {
     message.enrollment = (object.enrollment !== undefined && object.enrollment !== null)
       ? Enrollment.fromPartial(object.enrollment)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseListEnrollmentsRequest(): ListEnrollmentsRequest {
+  return { contactId: "", journeyId: "", activeTime: undefined, pageSize: 0, pageToken: "" };
+}
+
+export const ListEnrollmentsRequest: MessageFns<ListEnrollmentsRequest> = {
+  encode(message: ListEnrollmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.contactId !== "") {
+      writer.uint32(10).string(message.contactId);
+    }
+    if (message.journeyId !== "") {
+      writer.uint32(18).string(message.journeyId);
+    }
+    if (message.activeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.activeTime), writer.uint32(26).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEnrollmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEnrollmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contactId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.journeyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.activeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEnrollmentsRequest {
+    return {
+      contactId: isSet(object.contactId)
+        ? globalThis.String(object.contactId)
+        : isSet(object.contact_id)
+        ? globalThis.String(object.contact_id)
+        : "",
+      journeyId: isSet(object.journeyId)
+        ? globalThis.String(object.journeyId)
+        : isSet(object.journey_id)
+        ? globalThis.String(object.journey_id)
+        : "",
+      activeTime: isSet(object.activeTime)
+        ? fromJsonTimestamp(object.activeTime)
+        : isSet(object.active_time)
+        ? fromJsonTimestamp(object.active_time)
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListEnrollmentsRequest): unknown {
+    const obj: any = {};
+    if (message.contactId !== "") {
+      obj.contactId = message.contactId;
+    }
+    if (message.journeyId !== "") {
+      obj.journeyId = message.journeyId;
+    }
+    if (message.activeTime !== undefined) {
+      obj.activeTime = message.activeTime.toISOString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEnrollmentsRequest>, I>>(base?: I): ListEnrollmentsRequest {
+    return ListEnrollmentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEnrollmentsRequest>, I>>(object: I): ListEnrollmentsRequest {
+    const message = createBaseListEnrollmentsRequest();
+    message.contactId = object.contactId ?? "";
+    message.journeyId = object.journeyId ?? "";
+    message.activeTime = object.activeTime ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListEnrollmentsResponse(): ListEnrollmentsResponse {
+  return { enrollments: [], nextPageToken: "" };
+}
+
+export const ListEnrollmentsResponse: MessageFns<ListEnrollmentsResponse> = {
+  encode(message: ListEnrollmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.enrollments) {
+      Enrollment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEnrollmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEnrollmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.enrollments.push(Enrollment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEnrollmentsResponse {
+    return {
+      enrollments: globalThis.Array.isArray(object?.enrollments)
+        ? object.enrollments.map((e: any) => Enrollment.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListEnrollmentsResponse): unknown {
+    const obj: any = {};
+    if (message.enrollments?.length) {
+      obj.enrollments = message.enrollments.map((e) => Enrollment.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEnrollmentsResponse>, I>>(base?: I): ListEnrollmentsResponse {
+    return ListEnrollmentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEnrollmentsResponse>, I>>(object: I): ListEnrollmentsResponse {
+    const message = createBaseListEnrollmentsResponse();
+    message.enrollments = object.enrollments?.map((e) => Enrollment.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -3662,6 +3930,22 @@ export const JourneyConversionsServiceService = {
     responseDeserialize: (value: Buffer): GetEnrollmentResponse => GetEnrollmentResponse.decode(value),
   },
   /**
+   * Lists a contact's enrollments, optionally of one journey, and optionally only those in
+   * which the contact was an active participant at active_time (entered at or before it, not
+   * exited before it). Errors: INVALID_ARGUMENT.
+   */
+  listEnrollments: {
+    path: "/journeys.conversions.v1.JourneyConversionsService/ListEnrollments" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListEnrollmentsRequest): Buffer =>
+      Buffer.from(ListEnrollmentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListEnrollmentsRequest => ListEnrollmentsRequest.decode(value),
+    responseSerialize: (value: ListEnrollmentsResponse): Buffer =>
+      Buffer.from(ListEnrollmentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListEnrollmentsResponse => ListEnrollmentsResponse.decode(value),
+  },
+  /**
    * Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
    * journey), ALREADY_EXISTS (event_id reused with another payload).
    */
@@ -3852,6 +4136,12 @@ export interface JourneyConversionsServiceServer extends UntypedServiceImplement
   exitJourney: handleUnaryCall<ExitJourneyRequest, ExitJourneyResponse>;
   /** Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND. */
   getEnrollment: handleUnaryCall<GetEnrollmentRequest, GetEnrollmentResponse>;
+  /**
+   * Lists a contact's enrollments, optionally of one journey, and optionally only those in
+   * which the contact was an active participant at active_time (entered at or before it, not
+   * exited before it). Errors: INVALID_ARGUMENT.
+   */
+  listEnrollments: handleUnaryCall<ListEnrollmentsRequest, ListEnrollmentsResponse>;
   /**
    * Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
    * journey), ALREADY_EXISTS (event_id reused with another payload).
@@ -4053,6 +4343,26 @@ export interface JourneyConversionsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetEnrollmentResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a contact's enrollments, optionally of one journey, and optionally only those in
+   * which the contact was an active participant at active_time (entered at or before it, not
+   * exited before it). Errors: INVALID_ARGUMENT.
+   */
+  listEnrollments(
+    request: ListEnrollmentsRequest,
+    callback: (error: ServiceError | null, response: ListEnrollmentsResponse) => void,
+  ): ClientUnaryCall;
+  listEnrollments(
+    request: ListEnrollmentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListEnrollmentsResponse) => void,
+  ): ClientUnaryCall;
+  listEnrollments(
+    request: ListEnrollmentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListEnrollmentsResponse) => void,
   ): ClientUnaryCall;
   /**
    * Records one touchpoint. Errors: INVALID_ARGUMENT, NOT_FOUND (journey or message of the
