@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import grpc
 import pytest
+
 from journey_conversions import config as config_module
 from journey_conversions import db
 from journey_conversions.embedded_pg import EmbeddedPostgres

@@ -17,6 +17,8 @@ from typing import TypeVar
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from journeys.conversions.v1 import conversions_pb2, events_pb2, journey_pb2, service_pb2
+
 from journey_conversions_client import (
     ERROR_DOMAIN,
     TENANT_HEADER,
@@ -26,7 +28,6 @@ from journey_conversions_client import (
     RetryPolicy,
     split_batches,
 )
-from journeys.conversions.v1 import conversions_pb2, events_pb2, journey_pb2, service_pb2
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
