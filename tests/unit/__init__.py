@@ -1,0 +1,1 @@
+"""Pure unit tests of the attribution core (no server, no database)."""
