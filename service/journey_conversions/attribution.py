@@ -179,7 +179,9 @@ def decide(history: ContactHistory) -> Decision:
     awards: dict[tuple[str, str], Award] = {}
     named: dict[tuple[str, str], list[Award]] = defaultdict(list)
 
-    for event in sorted(history.goal_events, key=lambda e: (e.occur_time, e.event_id)):
+    # A set of events: an event id seen twice is one event (the store never repeats one).
+    unique_events = {e.event_id: e for e in history.goal_events}.values()
+    for event in sorted(unique_events, key=lambda e: (e.occur_time, e.event_id)):
         candidates, winner = _attribute(event, views, enrolled_journeys)
         if winner is None:
             outcomes[event.event_id] = Outcome(
