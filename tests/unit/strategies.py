@@ -201,10 +201,22 @@ def worlds(
     max_goal_events: int = 6,
     max_marks: int = 2,
     windows: Sequence[timedelta] = WINDOWS,
-    timed_changes: bool = True,
+    first_change_untimed: bool = False,
+    max_trigger_changes: int = 2,
+    mark_sources: Sequence[AwardSource] = (
+        AwardSource.CONVERT_STEP,
+        AwardSource.EVALUATE_GOAL_STEP,
+    ),
+    marks_within_enrollments: bool = False,
     lowest: datetime | None = None,
 ) -> World:
-    """A random world. `lowest` bounds event times from below (defaults to `base`)."""
+    """A random world of 1 to `contacts` contacts, with times in [base, base + days].
+
+    For the server: `first_change_untimed` (a journey's first goal and a conversion's first
+    trigger are in force from the start), `max_trigger_changes=1` (trigger changes take effect
+    when made, that is after every event), `marks_within_enrollments`, and `lowest` bounds
+    event times from below (defaults to `base`).
+    """
     floor = base if lowest is None else lowest
     ceiling = base + days * DAY + 23 * HOUR
 
@@ -224,6 +236,9 @@ def worlds(
 
     def bounded(when: datetime) -> datetime:
         return when if floor <= when <= ceiling else draw(grid)
+
+    def within(enrollment: Enrollment, when: datetime) -> datetime:
+        return min(max(when, enrollment.enter_time), enrollment.exit_time or ceiling)
 
     def time() -> datetime:
         """Mostly an anchor, or near one, sometimes anywhere on the grid."""
@@ -296,7 +311,7 @@ def worlds(
         for index in range(count):
             first = index == 0
             effective = None if first and often() else time()
-            if not timed_changes:
+            if first_change_untimed:
                 effective = None if first else effective
             removed = not first and rarely()
             changes.append(CriterionChange(effective, None if removed else criterion(journey_id)))
@@ -372,7 +387,7 @@ def worlds(
     same_goal = rivalry or draw(st.booleans())  # "multiple journeys with the same goal"
     for journey_id in journey_ids:
         conversions = tuple(
-            ConversionRule(f"{journey_id}-k{i}", history(journey_id, 2), money())
+            ConversionRule(f"{journey_id}-k{i}", history(journey_id, max_trigger_changes), money())
             for i in range(draw(st.integers(0, 2)))
         )
         goal_history = history(journey_id, 3)
@@ -493,10 +508,8 @@ def worlds(
                     enrollment.enrollment_id,
                     conversion.conversion_id,
                     draw(st.sampled_from(STEPS)),
-                    time(),
-                    draw(
-                        st.sampled_from((AwardSource.CONVERT_STEP, AwardSource.EVALUATE_GOAL_STEP))
-                    ),
+                    within(enrollment, time()) if marks_within_enrollments else time(),
+                    draw(st.sampled_from(mark_sources)),
                 )
             )
     return World(

@@ -80,11 +80,11 @@ class TestCandidates:
             [journey("A", goal_history=changed)],
             [enrolled("e1", "A", day(0))],
             [touch("t1", "A", day(1))],
-            [order("g-old-order", day(5)), signup("g-signup", day(6)), order("g-new", day(10))],
+            [order("g-order-5", day(5)), order("g-order-10", day(10)), signup("g-signup", day(12))],
         )
-        assert decision.outcomes["g-old-order"].status == NOT_CONVERTED
-        assert decision.outcomes["g-signup"].status == CONVERTED
-        assert decision.outcomes["g-new"].status == REPEAT  # judged by the new goal
+        assert decision.outcomes["g-order-5"].status == NOT_CONVERTED  # the old goal applied
+        assert decision.outcomes["g-order-10"].status == CONVERTED
+        assert decision.outcomes["g-signup"].status == NOT_CONVERTED  # no longer the goal
 
     def test_goal_removed_stops_conversions(self) -> None:
         removed = (CriterionChange(None, ORDER), CriterionChange(day(10), None))
