@@ -1,0 +1,161 @@
+"""The service as people reach it: the real grpcurl binary against the real server, through
+server reflection, JSON requests, metadata headers and the health service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+SERVICE = "journeys.conversions.v1.JourneyConversionsService"
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+Grpcurl = Callable[..., Awaitable[Run]]
+
+
+@pytest.fixture
+def grpcurl(service_target: str) -> Grpcurl:
+    """Runs grpcurl against the server without blocking the event loop the server shares."""
+    if not GRPCURL.exists():
+        pytest.fail(f"grpcurl is not installed next to {sys.executable} (pip install '.[test]')")
+
+    async def run(
+        *command: str, flags: tuple[str, ...] = (), data: dict[str, Any] | None = None
+    ) -> Run:
+        argv = [str(GRPCURL), "-plaintext", "-max-time", "30", *flags]
+        if data is not None:
+            argv += ["-d", json.dumps(data)]
+        argv += [service_target, *command]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode is not None
+        return Run(proc.returncode, out.decode(), err.decode())
+
+    return run
+
+
+# grpcurl 1.8 prints the proto field names; it reads both those and the JSON names.
+GOAL = {"event_type": "GOAL_EVENT_TYPE_EMAIL_CLICKED", "message_ids": ["email-1"]}
+JOURNEY = {
+    "request_id": "r1",
+    "journey": {
+        "journey_id": "welcome",
+        "display_name": "Welcome series",
+        "purpose": "JOURNEY_PURPOSE_NURTURE",
+        "goal": GOAL,
+        "versions": [
+            {"version": 1, "messages": [{"message_id": "email-1", "channel": "CHANNEL_EMAIL"}]}
+        ],
+    },
+}
+
+
+class TestReflection:
+    """grpcurl discovers the services and their methods by reflection."""
+
+    async def test_list_names_the_service_health_and_reflection(self, grpcurl: Grpcurl) -> None:
+        result = await grpcurl("list")
+        assert result.returncode == 0, result.stderr
+        services = result.stdout.split()
+        assert SERVICE in services
+        assert "grpc.health.v1.Health" in services
+
+    async def test_describe_shows_every_rpc_of_the_service(self, grpcurl: Grpcurl) -> None:
+        result = await grpcurl("describe", SERVICE)
+        assert result.returncode == 0, result.stderr
+        for method in (
+            "DefineJourney",
+            "GetJourney",
+            "BatchRecordTouchpoints",
+            "StreamConversionEvents",
+            "GetJourneyReport",
+        ):
+            assert f"rpc {method} (" in result.stdout
+        assert "returns ( stream .journeys.conversions.v1.StreamConversionEventsResponse )" in (
+            result.stdout
+        )
+
+
+class TestJsonCalls:
+    """JSON in, JSON out: a journey defined by grpcurl reads back through grpcurl."""
+
+    async def test_define_then_get_a_journey(self, grpcurl: Grpcurl) -> None:
+        defined = await grpcurl(f"{SERVICE}/DefineJourney", data=JOURNEY)
+        assert defined.returncode == 0, defined.stderr
+        assert defined.json()["journey"]["journey_id"] == "welcome"
+
+        got = await grpcurl(f"{SERVICE}/GetJourney", data={"journey_id": "welcome"})
+        assert got.returncode == 0, got.stderr
+        journey = got.json()["journey"]
+        assert journey["display_name"] == "Welcome series"
+        assert journey["purpose"] == "JOURNEY_PURPOSE_NURTURE"
+        assert journey["goal"] == GOAL
+        assert journey["versions"][0]["messages"][0]["channel"] == "CHANNEL_EMAIL"
+        assert journey["attribution_window"] == "2592000s"
+
+    async def test_error_shows_the_status_code_name_and_reason(self, grpcurl: Grpcurl) -> None:
+        result = await grpcurl(f"{SERVICE}/GetJourney", data={"journey_id": "nowhere"})
+        assert result.returncode != 0
+        assert "Code: NotFound" in result.stderr
+        assert "nowhere" in result.stderr
+
+    async def test_invalid_argument_lists_the_field_violations(self, grpcurl: Grpcurl) -> None:
+        result = await grpcurl(
+            f"{SERVICE}/RecordTouchpoint",
+            flags=("-format-error",),
+            data={"touchpoint": {"event_id": "t1"}},
+        )
+        assert result.returncode != 0
+        status = json.loads(result.stderr)  # -format-error prints the status as JSON
+        assert status["code"] == 3  # INVALID_ARGUMENT
+        fields = {
+            violation["field"]
+            for detail in status["details"]
+            if detail["@type"].endswith("google.rpc.BadRequest")
+            for violation in detail["field_violations"]
+        }
+        assert "touchpoint.occur_time" in fields
+
+    async def test_tenant_header_selects_the_tenant(self, grpcurl: Grpcurl) -> None:
+        header = ("-H", "x-tenant-id: t2")
+        defined = await grpcurl(f"{SERVICE}/DefineJourney", flags=header, data=JOURNEY)
+        assert defined.returncode == 0, defined.stderr
+        in_t2 = await grpcurl(f"{SERVICE}/GetJourney", flags=header, data={"journey_id": "welcome"})
+        assert in_t2.returncode == 0, in_t2.stderr
+        assert in_t2.json()["journey"]["journey_id"] == "welcome"
+        in_default = await grpcurl(f"{SERVICE}/GetJourney", data={"journey_id": "welcome"})
+        assert "Code: NotFound" in in_default.stderr
+
+
+class TestHealth:
+    """The standard health service answers SERVING for the server and for the service."""
+
+    @pytest.mark.parametrize("service", ["", SERVICE])
+    async def test_health_check_is_serving(self, grpcurl: Grpcurl, service: str) -> None:
+        result = await grpcurl("grpc.health.v1.Health/Check", data={"service": service})
+        assert result.returncode == 0, result.stderr
+        assert result.json() == {"status": "SERVING"}
