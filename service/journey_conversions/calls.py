@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 
 from journey_conversions import metrics, parse
 from journey_conversions.clock import Bounds, TimePolicy, utc_now
-from journey_conversions.db import CONNECTION_ERRORS
-from journey_conversions.errors import ServiceError, Unavailable, to_grpc_status
+from journey_conversions.db import unavailable
+from journey_conversions.errors import ServiceError, to_grpc_status
 from journey_conversions.logs import log
 
 Req = TypeVar("Req", bound=Message)
@@ -84,9 +84,7 @@ def _begin(
 def _as_service_error(error: BaseException) -> ServiceError | None:
     if isinstance(error, ServiceError):
         return error
-    if isinstance(error, CONNECTION_ERRORS):
-        return Unavailable(f"the database is unavailable: {error}")
-    return None
+    return unavailable(error)
 
 
 def _finish(method: str, started: float, code: grpc.StatusCode, error: str = "") -> None:

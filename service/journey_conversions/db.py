@@ -73,29 +73,75 @@ async def migrate(url: str) -> list[str]:
         await conn.close()
 
 
-# Errors that mean the database is out of reach: the caller may retry the same request.
+# Errors that mean the connection to the database was lost or could not be made. The work
+# of the transaction did not commit, or (lost during COMMIT) may have: either way running it
+# again is safe, because every write is idempotent.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a pooled connection whose server end was terminated
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
+# SQLSTATE classes that mean "not now": connection exceptions, insufficient resources, operator
+# intervention (shutdown, crash recovery).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_CONNECTION_RETRIES = 2
+
+
+def unavailable(error: BaseException) -> Unavailable | None:
+    """The UNAVAILABLE error for a database failure a caller can retry, or None."""
+    if isinstance(error, CONNECTION_ERRORS):
+        return Unavailable(f"the database is unavailable: {error}")
+    state = getattr(error, "sqlstate", None)
+    if isinstance(error, asyncpg.PostgresError) and str(state)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+        return Unavailable(f"the database is unavailable: {error}")
+    return None
+
+
+async def _acquire(pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy[asyncpg.Record]:
+    """A pooled connection; any failure to get one (refused, too many clients, database not
+    accepting connections) means the database is unavailable."""
+    try:
+        return await pool.acquire()
+    except Exception as error:
+        raise Unavailable(f"the database is unavailable: {error}") from error
 
 
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Runs `work` in a transaction, again from the start when Postgres chose it as a deadlock
-    or serialization victim; a lost database becomes UNAVAILABLE."""
-    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+    """Runs `work` in a transaction and returns its result after COMMIT.
+
+    Runs it again from the start when Postgres chose it as a deadlock or serialization victim,
+    or when the connection broke (once more on a fresh connection); a database that stays out
+    of reach becomes UNAVAILABLE.
+    """
+    deadlocks = connection_losses = 0
+    while True:
+        conn = await _acquire(pool)
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 # The pool's proxy forwards every Connection method.
                 return await work(cast(asyncpg.Connection, conn))
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-            if attempt == TRANSACTION_ATTEMPTS:
+            deadlocks += 1
+            if deadlocks == TRANSACTION_ATTEMPTS:
                 raise
-            log.warning("transaction retried", attempt=attempt)
+            log.warning("transaction retried", cause="deadlock or serialization", attempt=deadlocks)
         except CONNECTION_ERRORS as error:
-            raise Unavailable(f"the database is unavailable: {error}") from error
-    raise AssertionError("unreachable")
+            connection_losses += 1
+            if connection_losses > _CONNECTION_RETRIES:
+                raise Unavailable(f"the database is unavailable: {error}") from error
+            log.warning("transaction retried", cause="connection lost", error=str(error))
+        finally:
+            await _release(pool, conn)
+
+
+async def _release(
+    pool: asyncpg.Pool, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+) -> None:
+    try:
+        await pool.release(conn)
+    except Exception as error:  # a broken connection: the pool replaces it
+        log.warning("connection release failed", error=str(error))

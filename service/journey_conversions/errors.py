@@ -58,6 +58,17 @@ class Unavailable(ServiceError):
         super().__init__("DATABASE_UNAVAILABLE", message, (), grpc.StatusCode.UNAVAILABLE)
 
 
+def under(prefix: str, error: ServiceError) -> ServiceError:
+    """The error with its field violations placed under a request path (the store reports
+    fields relative to the item it checked)."""
+    if not error.violations:
+        return error
+    return InvalidArgument(
+        [Violation(f"{prefix}.{v.field}", v.description) for v in error.violations],
+        error.reason,
+    )
+
+
 def idempotency_conflict(kind: str, key: str) -> AlreadyExists:
     return AlreadyExists(
         "IDEMPOTENCY_KEY_REUSED",

@@ -20,6 +20,7 @@ def decode(token: str, parts: int) -> tuple[str, ...]:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
-    if not isinstance(key, list) or len(key) != parts or not all(isinstance(k, str) for k in key):
+    valid = isinstance(key, list) and len(key) == parts
+    if not valid or not all(isinstance(k, str) and "\x00" not in k for k in key):
         raise InvalidArgument([Violation("page_token", "is not a token this service issued")])
     return tuple(key)

@@ -22,6 +22,9 @@ MAX_ID_LENGTH = 200
 MAX_TEXT_LENGTH = 2048
 MAX_LIST_LENGTH = 1000
 MAX_BATCH = 1000
+# The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
 MIN_WINDOW = timedelta(minutes=1)
 MAX_WINDOW = timedelta(days=365)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -72,6 +75,8 @@ class Checker:
             self.fail(name, "is required")
         elif len(value) > MAX_TEXT_LENGTH:
             self.fail(name, f"must be at most {MAX_TEXT_LENGTH} characters")
+        elif "\x00" in value:
+            self.fail(name, "must not contain NUL characters")  # Postgres text cannot hold them
         return value
 
     def identifiers(self, name: str, values: Iterable[str]) -> frozenset[str]:
@@ -109,6 +114,9 @@ class Checker:
         value: timestamp_pb2.Timestamp = getattr(holder, name)
         if not 0 <= value.nanos < 1_000_000_000:
             self.fail(name, "nanos must be in [0, 1e9)")
+            return None
+        if not _MIN_SECONDS <= value.seconds <= _MAX_SECONDS:
+            self.fail(name, "must lie between 0001-01-01 and 9999-12-31")
             return None
         when = to_datetime(value)
         if bounds is not None:
@@ -220,6 +228,7 @@ def criterion(
         if not getattr(value, name):
             checker.fail(name, f"is required for {kind.name}")
     checker.identifier("attribute_name", value.attribute_name, required=False)
+    checker.text("attribute_value", value.attribute_value)
     if kind in domain.MESSAGE_EVENT_CHANNEL:
         channel = domain.MESSAGE_EVENT_CHANNEL[kind]
         for index, message_id in enumerate(value.message_ids):
@@ -253,10 +262,12 @@ def window(checker: Checker, holder: journey_pb2.Journey) -> timedelta:
     if not holder.HasField("attribution_window"):
         return domain.DEFAULT_ATTRIBUTION_WINDOW
     value: duration_pb2.Duration = holder.attribution_window
-    result = timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
-    if not MIN_WINDOW <= result <= MAX_WINDOW:
+    # Bounds first: a huge Duration does not fit a timedelta.
+    within = MIN_WINDOW.total_seconds() <= value.seconds <= MAX_WINDOW.total_seconds()
+    if not within or not 0 <= value.nanos < 1_000_000_000:
         checker.fail("attribution_window", "must be between 1 minute and 365 days")
-    return result
+        return domain.DEFAULT_ATTRIBUTION_WINDOW
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
 def versions(
@@ -421,6 +432,8 @@ def conversion(
         checker.fail("name", "is required")
     elif len(name) > MAX_ID_LENGTH:
         checker.fail("name", f"must be at most {MAX_ID_LENGTH} characters")
+    elif "\x00" in name:
+        checker.fail("name", "must not contain NUL characters")
     money = checker.money("value", value)
     trigger = None
     if value.HasField("trigger"):

@@ -21,7 +21,7 @@ from journeys.conversions.v1 import service_pb2_grpc
 from journey_conversions import db, domain, metrics, pagination, parse, render
 from journey_conversions.calls import Call, HasCallSettings, rpc, stream_rpc
 from journey_conversions.clock import TimePolicy
-from journey_conversions.errors import AlreadyExists, InvalidArgument
+from journey_conversions.errors import AlreadyExists, InvalidArgument, Unavailable, under
 from journey_conversions.notifier import Notifier
 from journey_conversions.store import (
     catalog,
@@ -220,7 +220,7 @@ class JourneyConversionsServicer(
                             " harder to read"
                         )
                 before = {c.conversion_id: c for c in others_and_self}.get(value.conversion_id)
-                saved = await catalog.save_conversion(
+                saved, trigger_changed = await catalog.save_conversion(
                     conn,
                     call.tenant_id,
                     domain.ConversionDefinition(
@@ -234,13 +234,28 @@ class JourneyConversionsServicer(
                     key,
                     call.now,
                 )
+                contacts: set[str] = set()
                 if before is not None and before.value != money:
                     # Open awards take the new value (UPDATED events); final ones keep theirs.
-                    contacts = await decisions.contacts_with_awards(
-                        conn, call.tenant_id, value.journey_id, value.conversion_id, call.horizon
+                    contacts.update(
+                        await decisions.contacts_with_awards(
+                            conn,
+                            call.tenant_id,
+                            value.journey_id,
+                            value.conversion_id,
+                            call.horizon,
+                        )
                     )
-                    await lock_contacts(conn, call.tenant_id, contacts)
-                    await decisions.redecide(conn, call.tenant_id, contacts, call.horizon)
+                if trigger_changed:
+                    # Goal events not yet final may now match (a first trigger applies from
+                    # the start) or no longer match.
+                    contacts.update(
+                        await decisions.contacts_with_goal_events(
+                            conn, call.tenant_id, value.journey_id, call.horizon
+                        )
+                    )
+                await lock_contacts(conn, call.tenant_id, contacts)
+                await decisions.redecide(conn, call.tenant_id, contacts, call.horizon)
                 return pb.DefineConversionResponse(
                     conversion=render.conversion(saved), warnings=warnings
                 )
@@ -324,7 +339,11 @@ class JourneyConversionsServicer(
         checker = parse.Checker()
         checker.identifier("enrollment_id", request.enrollment_id)
         checker.raise_if_any()
-        found = await ingest.get_enrollment(self.pool, call.tenant_id, request.enrollment_id)
+
+        async def work(conn: asyncpg.Connection) -> domain.Enrollment | None:
+            return await ingest.get_enrollment(conn, call.tenant_id, request.enrollment_id)
+
+        found = await db.transaction(self.pool, work)
         if found is None:
             raise ingest.enrollment_not_found(request.enrollment_id)
         return pb.GetEnrollmentResponse(enrollment=render.enrollment(found))
@@ -340,15 +359,19 @@ class JourneyConversionsServicer(
         size = parse.page_size(checker, request.page_size)
         checker.raise_if_any()
         (after,) = pagination.decode(request.page_token, 1)
-        found = await ingest.list_enrollments(
-            self.pool,
-            call.tenant_id,
-            request.contact_id,
-            request.journey_id,
-            active_at,
-            after,
-            size + 1,
-        )
+
+        async def work(conn: asyncpg.Connection) -> list[domain.Enrollment]:
+            return await ingest.list_enrollments(
+                conn,
+                call.tenant_id,
+                request.contact_id,
+                request.journey_id,
+                active_at,
+                after,
+                size + 1,
+            )
+
+        found = await db.transaction(self.pool, work)
         token = pagination.encode(found[size - 1].enrollment_id) if len(found) > size else ""
         return pb.ListEnrollmentsResponse(
             enrollments=[render.enrollment(e) for e in found[:size]], next_page_token=token
@@ -376,7 +399,7 @@ class JourneyConversionsServicer(
         assert touchpoint is not None
         (result,) = await self._record_touchpoints(call, [touchpoint])
         if result.error is not None:
-            raise result.error
+            raise under("touchpoint", result.error)
         return pb.RecordTouchpointResponse(touchpoint=render.touchpoint(touchpoint))
 
     @rpc
@@ -397,7 +420,8 @@ class JourneyConversionsServicer(
                 valid.append((index, parsed))
         if valid:
             written = await self._record_touchpoints(call, [t for _, t in valid])
-            results.update({index: r for (index, _), r in zip(valid, written, strict=True)})
+            for (index, _), result in zip(valid, written, strict=True):
+                results[index] = _under(f"touchpoints[{index}]", result)
         return pb.BatchRecordTouchpointsResponse(
             results=[
                 render.item_result(i, item.event_id, results[i])
@@ -427,7 +451,11 @@ class JourneyConversionsServicer(
         if result.error is not None:
             raise result.error
         response = pb.RecordGoalEventResponse(goal_event=render.goal_event(event))
-        outcome = await queries.stored_outcome(self.pool, call.tenant_id, event.event_id)
+
+        async def read_outcome(conn: asyncpg.Connection) -> domain.Outcome | None:
+            return await queries.stored_outcome(conn, call.tenant_id, event.event_id)
+
+        outcome = await db.transaction(self.pool, read_outcome)
         if outcome is not None:
             response.outcome.CopyFrom(render.outcome(outcome))
         return response
@@ -595,14 +623,16 @@ class JourneyConversionsServicer(
             checker.fail("after_position", "must be 0 or more")
         checker.raise_if_any()
         position = request.after_position
+
+        async def read_next(conn: asyncpg.Connection) -> list[outbox.StoredEvent]:
+            return await outbox.read_after(conn, call.tenant_id, position, _STREAM_BATCH)
+
         with self.notifier.subscribe(call.tenant_id) as subscription:
             while not self.stopping.is_set():
                 subscription.rearm()
                 try:
-                    found = await outbox.read_after(
-                        self.pool, call.tenant_id, position, _STREAM_BATCH
-                    )
-                except db.CONNECTION_ERRORS:
+                    found = await db.transaction(self.pool, read_next)
+                except Unavailable:
                     found = []  # the database is away: keep the stream, try again shortly
                 for event in found:
                     yield pb.StreamConversionEventsResponse(event=render.conversion_event(event))
@@ -638,6 +668,12 @@ class JourneyConversionsServicer(
 def _count_events(kind: str, results: list[ingest.ItemResult]) -> None:
     for status, count in Counter(r.status for r in results).items():
         metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
+
+
+def _under(prefix: str, result: ingest.ItemResult) -> ingest.ItemResult:
+    if result.error is None:
+        return result
+    return ingest.ItemResult(result.status, under(prefix, result.error))
 
 
 def _rejected(checker: parse.Checker) -> ingest.ItemResult:

@@ -320,12 +320,6 @@ class TestConcurrentRepeats:
         assert await rows(app, "awards", "conversion_id = 'booked'") == 1
         assert await rows(app, "conversion_events") == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="store/catalog.py save_journey: two new definitions of one journey both find no"
-        " row to lock (select ... for update), both insert into journeys, and the loser's"
-        " UniqueViolationError surfaces as INTERNAL",
-    )
     async def test_concurrent_first_definitions_under_different_request_ids_all_succeed(
         self, stub: Stub, stubs: list[Stub], app: App
     ) -> None:

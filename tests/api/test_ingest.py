@@ -237,11 +237,6 @@ class TestSingleTouchpoint:
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert await touch_counts(stub) == {}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="store/ingest.py _check_catalog reports the channel mismatch as field 'channel'"
-        " instead of 'touchpoint.channel'",
-    )
     async def test_channel_mismatch_names_the_full_field_path(self, stub: Stub) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.RecordTouchpoint(
@@ -380,11 +375,6 @@ class TestBatchTouchpoints:
         assert [r.status for r in results] == [events_pb2.ITEM_STATUS_REJECTED] * 2
         assert await touch_counts(stub) == {}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="store/ingest.py _check_catalog reports the channel mismatch as field 'channel'"
-        " instead of 'touchpoints[i].channel'",
-    )
     async def test_channel_mismatch_names_the_item_index(self, stub: Stub) -> None:
         results = (
             await stub.BatchRecordTouchpoints(

@@ -691,11 +691,6 @@ class TestValidationMatrix:
 class TestNeverInternal:
     """Input a client can send never makes the server fail with INTERNAL."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="NUL reaches Postgres, which rejects it in text (CharacterNotInRepertoireError,"
-        " mapped to INTERNAL): parse.py Checker.text and pagination.decode let it through",
-    )
     @pytest.mark.parametrize(
         ("method", "request_"),
         [
@@ -719,11 +714,6 @@ class TestNeverInternal:
             await call(shared_stub, method, request_, tenant)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="parse.py to_datetime raises ValueError/OverflowError for a Timestamp outside"
-        " 0001-01-01..9999-12-31, which calls.py maps to INTERNAL",
-    )
     @pytest.mark.parametrize(
         ("method", "request_"),
         [
@@ -745,11 +735,6 @@ class TestNeverInternal:
             await call(shared_stub, method, request_)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="parse.py window() builds a timedelta from any Duration; one beyond timedelta's"
-        " range raises OverflowError before the 1 minute..365 days check, mapped to INTERNAL",
-    )
     async def test_duration_outside_the_protobuf_range_is_invalid_argument(
         self, shared_stub: Stub
     ) -> None:

@@ -62,13 +62,6 @@ class TestDatabaseRefusesConnections:
         await stub.DefineJourney(define_journey("welcome", [message("email-1")]))
         await stub.EnterJourney(enter("e1", "c1", "welcome", ago(days=1)))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="db.py CONNECTION_ERRORS lacks the errors Postgres gives while connecting"
-        " (55000 ObjectNotInPrerequisiteStateError 'database is not currently accepting"
-        " connections', 53300 TooManyConnectionsError): pool.acquire raises them and calls.py"
-        " maps them to INTERNAL",
-    )
     @pytest.mark.usefixtures("cut_off")
     async def test_writes_and_reads_are_unavailable(self, stub: Stub) -> None:
         record = pb.RecordTouchpointRequest(
@@ -103,13 +96,6 @@ class TestConnectionsTerminated:
     async def journey(self, stub: Stub) -> None:
         await stub.DefineJourney(define_journey("welcome", [message("email-1")]))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="db.py transaction: BEGIN on a pooled connection whose backend was just"
-        " terminated can raise asyncpg InternalClientError ('cannot switch to state 15;"
-        " another operation (2) is in progress'), which is not in CONNECTION_ERRORS, so"
-        " calls.py maps it to INTERNAL",
-    )
     async def test_calls_right_after_the_termination_are_ok_or_unavailable(
         self, stub: Stub, postgres_url: str, database_url: str
     ) -> None:

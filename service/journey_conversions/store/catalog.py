@@ -12,6 +12,7 @@ import asyncpg
 from journey_conversions import domain
 from journey_conversions.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
 from journey_conversions.store import codec
+from journey_conversions.store.locks import lock_journey_definition
 
 
 def journey_not_found(journey_id: str) -> NotFound:
@@ -95,9 +96,11 @@ async def _goal_histories(
 
 
 async def lock_journey(conn: asyncpg.Connection, tenant_id: str, journey_id: str) -> bool:
-    """Takes the journey's row lock until commit; False when the journey is not defined."""
+    """Serializes definitions of the journey and its conversions until commit; False when the
+    journey is not defined."""
+    await lock_journey_definition(conn, tenant_id, journey_id)
     found = await conn.fetchval(
-        "select true from journeys where tenant_id = $1 and journey_id = $2 for update",
+        "select true from journeys where tenant_id = $1 and journey_id = $2",
         tenant_id,
         journey_id,
     )
@@ -141,13 +144,8 @@ async def save_journey(
     Journey-level fields are replaced; versions are added (a defined version must come back
     unchanged); a changed goal is appended to the history at `goal_effective_time`.
     """
-    # The row lock serializes definitions of one journey across replicas.
-    row = await conn.fetchrow(
-        "select * from journeys where tenant_id = $1 and journey_id = $2 for update",
-        tenant_id,
-        new.journey_id,
-    )
-    current = await load_journey(conn, tenant_id, new.journey_id) if row else None
+    await lock_journey_definition(conn, tenant_id, new.journey_id)
+    current = await load_journey(conn, tenant_id, new.journey_id)
     _check_versions(current, new)
     window_seconds = int(new.window.total_seconds())
     if current is None:
@@ -199,13 +197,14 @@ async def save_journey(
                 for m in version.messages
             ],
         )
-    redecide_since = await _save_goal(
-        conn, tenant_id, new.journey_id, current, new.goal, goal_effective_time
+    goal_since = await _save_goal(
+        conn, tenant_id, new.journey_id, current, new.goal, goal_effective_time, horizon
     )
-    if current is not None and (
+    settings_changed = current is not None and (
         current.window != new.window or current.exclude_machine_opens != new.exclude_machine_opens
-    ):
-        redecide_since = horizon  # the current window applies to every undecided goal event
+    )
+    # The current window applies to every goal event not yet final.
+    redecide_since = horizon if settings_changed else goal_since
     saved = await load_journey(conn, tenant_id, new.journey_id)
     assert saved is not None
     return JourneyChange(saved, redecide_since)
@@ -245,8 +244,10 @@ async def _save_goal(
     current: domain.Journey | None,
     goal: domain.Criterion | None,
     effective_time: datetime,
+    horizon: datetime,
 ) -> datetime | None:
-    """Appends a goal change when the goal differs; returns when it takes effect."""
+    """Appends a goal change when the goal differs; returns the time from which goal events
+    must be re-decided (None when the goal did not change)."""
     history = current.goal_history if current else ()
     if history and history[-1].criterion == goal:
         return None
@@ -271,7 +272,8 @@ async def _save_goal(
         effective,
         codec.criterion_to_json(goal),
     )
-    return effective if history else None
+    # The first goal is in force from the start: every goal event not yet final may change.
+    return effective if effective is not None else horizon
 
 
 async def load_rules(
@@ -379,8 +381,9 @@ async def save_conversion(
     new: domain.ConversionDefinition,
     name_key: str,
     effective_time: datetime,
-) -> domain.ConversionDefinition:
-    """Creates or updates a named conversion; the caller has checked name uniqueness."""
+) -> tuple[domain.ConversionDefinition, bool]:
+    """Creates or updates a named conversion (the caller has checked name uniqueness); says
+    whether its trigger changed. The first trigger is in force from the start."""
     currency, micros = codec.money_columns(new.value)
     row = await conn.fetchrow(
         "insert into conversions as c (tenant_id, journey_id, conversion_id, name, name_key,"
@@ -407,7 +410,8 @@ async def save_conversion(
         new.conversion_id,
     )
     current = codec.criterion_from_json(triggers[-1]["criterion"]) if triggers else None
-    if current != new.trigger:
+    trigger_changed = current != new.trigger
+    if trigger_changed:
         await conn.execute(
             "insert into conversion_triggers (tenant_id, journey_id, conversion_id, seq,"
             " effective_time, criterion) values ($1, $2, $3, $4, $5, $6)",
@@ -434,4 +438,4 @@ async def save_conversion(
             "trigger": codec.criterion_to_json(saved.trigger),
         },
     )
-    return saved
+    return saved, trigger_changed

@@ -289,7 +289,7 @@ async def record_goal_events(
 
 
 async def get_goal_event(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, event_id: str
+    conn: asyncpg.Connection, tenant_id: str, event_id: str
 ) -> domain.GoalEvent | None:
     row = await conn.fetchrow(
         f"select {_GOAL_EVENT_COLUMNS} from goal_events where tenant_id = $1 and event_id = $2",
@@ -300,7 +300,7 @@ async def get_goal_event(
 
 
 async def get_touchpoint(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, event_id: str
+    conn: asyncpg.Connection, tenant_id: str, event_id: str
 ) -> domain.Touchpoint | None:
     row = await conn.fetchrow(
         f"select {_TOUCHPOINT_COLUMNS} from touchpoints where tenant_id = $1 and event_id = $2",
@@ -318,7 +318,7 @@ def enrollment_not_found(enrollment_id: str) -> NotFound:
 
 
 async def get_enrollment(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, enrollment_id: str
+    conn: asyncpg.Connection, tenant_id: str, enrollment_id: str
 ) -> domain.Enrollment | None:
     row = await conn.fetchrow(
         "select * from enrollments where tenant_id = $1 and enrollment_id = $2",
@@ -329,7 +329,7 @@ async def get_enrollment(
 
 
 async def list_enrollments(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: asyncpg.Connection,
     tenant_id: str,
     contact_id: str,
     journey_id: str,

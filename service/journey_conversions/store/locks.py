@@ -22,3 +22,12 @@ async def lock_contacts(conn: asyncpg.Connection, tenant_id: str, contacts: Iter
     if keys:
         # unnest yields the array in order, and the locks are taken row by row in that order.
         await conn.execute("select pg_advisory_xact_lock(k) from unnest($1::bigint[]) as k", keys)
+
+
+async def lock_journey_definition(
+    conn: asyncpg.Connection, tenant_id: str, journey_id: str
+) -> None:
+    """Serializes definitions of one journey, including its very first one (when there is no
+    row yet for FOR UPDATE to lock)."""
+    key = contact_lock_key(tenant_id, f"\x00journey\x00{journey_id}")
+    await conn.execute("select pg_advisory_xact_lock($1)", key)

@@ -55,7 +55,7 @@ async def append(
 
 
 async def read_after(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, after: int, limit: int
+    conn: asyncpg.Connection, tenant_id: str, after: int, limit: int
 ) -> list[StoredEvent]:
     rows = await conn.fetch(
         "select position, event_type, award, commit_time from conversion_events"

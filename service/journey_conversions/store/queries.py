@@ -27,7 +27,7 @@ async def explain(
 
 
 async def list_awards(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: asyncpg.Connection,
     tenant_id: str,
     journey_id: str,
     contact_id: str,
@@ -49,10 +49,10 @@ async def list_awards(
 
 
 async def stored_outcome(
-    pool: asyncpg.Pool, tenant_id: str, event_id: str
+    conn: asyncpg.Connection, tenant_id: str, event_id: str
 ) -> domain.Outcome | None:
     """The outcome the store holds for a goal event (without candidates)."""
-    row = await pool.fetchrow(
+    row = await conn.fetchrow(
         "select * from goal_outcomes where tenant_id = $1 and goal_event_id = $2",
         tenant_id,
         event_id,
@@ -61,7 +61,7 @@ async def stored_outcome(
         return None
     touchpoint = None
     if row["touchpoint_event_id"]:
-        touchpoint = await get_touchpoint(pool, tenant_id, row["touchpoint_event_id"])
+        touchpoint = await get_touchpoint(conn, tenant_id, row["touchpoint_event_id"])
     return domain.Outcome(
         row["goal_event_id"],
         domain.OutcomeStatus(row["status"]),
