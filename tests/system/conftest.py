@@ -3,7 +3,6 @@ empty databases for it to migrate."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +10,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import with_database
-from tests.system.processes import COMMAND, Process, Spawn, child_env
+from tests.processes import Process, Spawn, start
 
 
 @pytest.fixture
@@ -20,16 +19,7 @@ async def spawn() -> AsyncIterator[Spawn]:
     started: list[Process] = []
 
     async def run(*args: str, env: dict[str, str] | None = None) -> Process:
-        proc = await asyncio.create_subprocess_exec(
-            str(COMMAND),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env if env is not None else child_env(),
-        )
-        process = Process(proc)
-        process.start_reading()
+        process = await start(*args, env=env)
         started.append(process)
         return process
 

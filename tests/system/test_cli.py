@@ -17,7 +17,7 @@ from journeys.conversions.v1 import service_pb2 as pb
 from journeys.conversions.v1 import service_pb2_grpc
 
 from tests.builders import define_journey, message
-from tests.system.processes import Process, Spawn, child_env, health
+from tests.processes import Process, Spawn, child_env, health
 
 if TYPE_CHECKING:
     from tests.builders import Stub

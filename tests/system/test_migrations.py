@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from journey_conversions import db
-from tests.system.processes import Spawn, health
+from tests.processes import Spawn, health
 
 SERVICE = "journeys.conversions.v1.JourneyConversionsService"
 
