@@ -25,6 +25,7 @@ MAX_BATCH = 1000
 # The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _MIN_SECONDS = -62_135_596_800
 _MAX_SECONDS = 253_402_300_799
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_WINDOW = timedelta(minutes=1)
 MAX_WINDOW = timedelta(days=365)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -152,7 +153,7 @@ def _has(holder: object, name: str) -> bool:
 
 def to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
     """Microsecond precision: what Postgres keeps, so a repeat compares equal to the stored one."""
-    return datetime.fromtimestamp(value.seconds, UTC) + timedelta(microseconds=value.nanos // 1000)
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
 def tenant(value: str | None, default: str) -> str:

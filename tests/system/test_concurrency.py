@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from tests.builders import Stub
 
 JOURNEYS = ("alpha", "beta", "gamma")
-CONTACTS = 24
-WORKERS = 8
+CONTACTS = 8  # few contacts, many events each: writers contend for the same contacts
+WORKERS = 12
 
 
 def stub_for(channel: grpc.aio.Channel) -> Stub:
@@ -52,7 +52,7 @@ class Scenario:
                 self.enrollments.append(enrollment)
                 if rng.random() < 0.3:
                     self.exits[enrollment.enrollment_id] = self.at(rng.randint(1, 14))
-            for t in range(rng.randint(0, 5)):
+            for t in range(rng.randint(2, 12)):
                 journey = rng.choice(JOURNEYS)
                 self.touchpoints.append(
                     domain.Touchpoint(
@@ -66,7 +66,7 @@ class Scenario:
                         self.at(rng.randint(2, 16), rng.randint(0, 23)),
                     )
                 )
-            for g in range(rng.randint(0, 3)):
+            for g in range(rng.randint(1, 6)):
                 self.goal_events.append(
                     domain.GoalEvent(
                         f"g-{contact}-{g}",
@@ -139,7 +139,7 @@ async def send_all(stubs: Sequence[Stub], scenario: Scenario, seed: int) -> None
         position = 0
         while position < len(chunk):
             stub = stubs[(index + position) % len(stubs)]
-            size = rng.randint(1, 6)
+            size = rng.randint(1, 3)
             group = chunk[position : position + size]
             position += size
             touchpoints = [cast(domain.Touchpoint, v) for k, v in group if k == "touchpoint"]
@@ -194,7 +194,7 @@ async def stored_state(
 class TestTwoServersOneDatabase:
     """Concurrent, duplicated, shuffled writes through two processes give the sequential result."""
 
-    @pytest.mark.parametrize("seed", [1, 2])
+    @pytest.mark.parametrize("seed", [1, 2, 3])
     async def test_outcomes_awards_and_stream_equal_the_rule_on_the_whole_set(
         self, database_url: str, seed: int
     ) -> None:

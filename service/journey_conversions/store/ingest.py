@@ -136,25 +136,33 @@ async def record_touchpoints(
     errors = await _check_catalog(conn, tenant_id, unique)
     writable = [t for t in unique if t.event_id not in errors]
     await lock_contacts(conn, tenant_id, (t.contact_id for t in writable))
-    inserted = {
-        r["event_id"]
-        for r in await conn.fetch(
-            f"insert into touchpoints (tenant_id, {_TOUCHPOINT_COLUMNS})"
-            " select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
-            " $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])"
-            " on conflict (tenant_id, event_id) do nothing returning event_id",
-            tenant_id,
-            [t.event_id for t in writable],
-            [t.contact_id for t in writable],
-            [t.journey_id for t in writable],
-            [t.version for t in writable],
-            [t.message_id for t in writable],
-            [int(t.channel) for t in writable],
-            [int(t.action) for t in writable],
-            [t.occur_time for t in writable],
-            [t.machine_generated for t in writable],
-        )
-    }
+    # One round trip: insert, and say for each new touchpoint whether a goal event of its
+    # contact lies within its journey's window after it (then the contact is re-decided).
+    rows = await conn.fetch(
+        f"with new as (insert into touchpoints (tenant_id, {_TOUCHPOINT_COLUMNS})"
+        " select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
+        " $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])"
+        " on conflict (tenant_id, event_id) do nothing"
+        " returning event_id, contact_id, journey_id, occur_time)"
+        " select new.event_id, new.contact_id, exists (select 1 from goal_events g"
+        " join journeys j on j.tenant_id = $1 and j.journey_id = new.journey_id"
+        " where g.tenant_id = $1 and g.contact_id = new.contact_id"
+        " and g.occur_time >= new.occur_time"
+        " and g.occur_time <= new.occur_time + make_interval(secs => j.window_seconds))"
+        " as touches_goal_event from new",
+        tenant_id,
+        [t.event_id for t in writable],
+        [t.contact_id for t in writable],
+        [t.journey_id for t in writable],
+        [t.version for t in writable],
+        [t.message_id for t in writable],
+        [int(t.channel) for t in writable],
+        [int(t.action) for t in writable],
+        [t.occur_time for t in writable],
+        [t.machine_generated for t in writable],
+    )
+    inserted = {r["event_id"] for r in rows}
+    touched = {r["contact_id"] for r in rows if r["touches_goal_event"]}
     repeats = [t.event_id for t in writable if t.event_id not in inserted]
     stored = (
         {
@@ -181,36 +189,9 @@ async def record_touchpoints(
             by_id[t.event_id] = ItemResult(
                 ItemStatus.REJECTED, idempotency_conflict("touchpoint", t.event_id)
             )
-    new = [t for t in writable if t.event_id in inserted]
-    await decisions.redecide(
-        conn, tenant_id, await _touched_contacts(conn, tenant_id, new), horizon
-    )
+    # Most touchpoints arrive before any goal event they could affect: no attribution work.
+    await decisions.redecide(conn, tenant_id, touched, horizon)
     return [results.get(i) or by_id[t.event_id] for i, t in enumerate(items)]
-
-
-async def _touched_contacts(
-    conn: asyncpg.Connection, tenant_id: str, touchpoints: Sequence[domain.Touchpoint]
-) -> list[str]:
-    """Contacts with a goal event the new touchpoints can qualify for (within the window).
-
-    Most touchpoints arrive before any goal event they could affect, so this is usually empty
-    and the batch costs no attribution work at all.
-    """
-    if not touchpoints:
-        return []
-    rows = await conn.fetch(
-        "select distinct t.contact_id"
-        " from unnest($2::text[], $3::text[], $4::timestamptz[]) as t(contact_id, journey_id, at)"
-        " join journeys j on j.tenant_id = $1 and j.journey_id = t.journey_id"
-        " where exists (select 1 from goal_events g where g.tenant_id = $1"
-        " and g.contact_id = t.contact_id and g.occur_time >= t.at"
-        " and g.occur_time <= t.at + make_interval(secs => j.window_seconds))",
-        tenant_id,
-        [t.contact_id for t in touchpoints],
-        [t.journey_id for t in touchpoints],
-        [t.occur_time for t in touchpoints],
-    )
-    return [r["contact_id"] for r in rows]
 
 
 # --- goal events ----------------------------------------------------------------------------

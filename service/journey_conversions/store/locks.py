@@ -1,27 +1,32 @@
 """Per-contact serialization: every write that can change a contact's attribution holds the
 contact's transaction-scoped advisory lock, so a contact's history is decided by one
-transaction at a time, on any replica."""
+transaction at a time, on any replica.
+
+Keys are 64-bit hashes computed by Postgres (hashtextextended), so every replica agrees on
+them whatever its language or version; a collision only serializes two contacts, never mixes
+their data.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 import asyncpg
 
-
-def contact_lock_key(tenant_id: str, contact_id: str) -> int:
-    """A signed 64-bit key; a collision only serializes two contacts, never mixes them."""
-    digest = hashlib.blake2b(f"{tenant_id}\x00{contact_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+# Locks are taken in ascending key order, so two transactions sharing contacts cannot
+# deadlock; the sorted subquery feeds the lock calls row by row in that order.
+_LOCK_CONTACTS = """
+select pg_advisory_xact_lock(k) from (
+  select distinct hashtextextended($1 || chr(1) || c, 0) as k
+  from unnest($2::text[]) as c order by k
+) as keys
+"""
 
 
 async def lock_contacts(conn: asyncpg.Connection, tenant_id: str, contacts: Iterable[str]) -> None:
-    """Locks in ascending key order, so two batches sharing contacts cannot deadlock."""
-    keys = sorted({contact_lock_key(tenant_id, c) for c in contacts})
-    if keys:
-        # unnest yields the array in order, and the locks are taken row by row in that order.
-        await conn.execute("select pg_advisory_xact_lock(k) from unnest($1::bigint[]) as k", keys)
+    contact_list = list(set(contacts))
+    if contact_list:
+        await conn.execute(_LOCK_CONTACTS, tenant_id, contact_list)
 
 
 async def lock_journey_definition(
@@ -29,5 +34,8 @@ async def lock_journey_definition(
 ) -> None:
     """Serializes definitions of one journey, including its very first one (when there is no
     row yet for FOR UPDATE to lock)."""
-    key = contact_lock_key(tenant_id, f"\x00journey\x00{journey_id}")
-    await conn.execute("select pg_advisory_xact_lock($1)", key)
+    await conn.execute(
+        "select pg_advisory_xact_lock(hashtextextended($1 || chr(2) || $2, 0))",
+        tenant_id,
+        journey_id,
+    )
