@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -46,7 +46,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop()
 
 
-async def _admin(postgres_url: str, *statements: str) -> None:
+async def admin_execute(postgres_url: str, *statements: str) -> None:
+    """Runs statements on the server's admin database (creating and dropping databases)."""
     conn = await asyncpg.connect(postgres_url)
     try:
         for statement in statements:
@@ -59,19 +60,19 @@ async def _admin(postgres_url: str, *statements: str) -> None:
 async def template_database(postgres_url: str) -> AsyncIterator[str]:
     """A migrated database that every test database is copied from."""
     name = f"jc_template_{uuid.uuid4().hex[:12]}"
-    await _admin(postgres_url, f'create database "{name}"')
+    await admin_execute(postgres_url, f'create database "{name}"')
     await db.migrate(with_database(postgres_url, name))
     yield name
-    await _admin(postgres_url, f'drop database if exists "{name}" with (force)')
+    await admin_execute(postgres_url, f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture
 async def database_url(postgres_url: str, template_database: str) -> AsyncIterator[str]:
     """A fresh database for one test, with the schema already applied."""
     name = f"jc_test_{uuid.uuid4().hex[:12]}"
-    await _admin(postgres_url, f'create database "{name}" template "{template_database}"')
+    await admin_execute(postgres_url, f'create database "{name}" template "{template_database}"')
     yield with_database(postgres_url, name)
-    await _admin(postgres_url, f'drop database if exists "{name}" with (force)')
+    await admin_execute(postgres_url, f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture
@@ -85,6 +86,49 @@ async def app(database_url: str, service_config: config_module.Config) -> AsyncI
     running = await build(service_config, database_url, "127.0.0.1:0")
     yield running
     await running.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+async def shared_server(postgres_url: str, template_database: str) -> AsyncIterator[str]:
+    """One real server and database for a whole module, for modules whose tests keep apart by
+    tenant (see `tenant_stub`): a database per test costs about a third of a second."""
+    name = f"jc_shared_{uuid.uuid4().hex[:12]}"
+    await admin_execute(postgres_url, f'create database "{name}" template "{template_database}"')
+    config = config_module.from_values(["--pool-min-size", "1", "--pool-max-size", "8"])
+    running = await build(config, with_database(postgres_url, name), "127.0.0.1:0")
+    yield f"127.0.0.1:{running.port}"
+    await running.stop(grace=1)
+    await admin_execute(postgres_url, f'drop database if exists "{name}" with (force)')
+
+
+class InTenant(grpc.aio.UnaryUnaryClientInterceptor):
+    """Sends every unary call with one tenant's x-tenant-id."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
+        metadata.add("x-tenant-id", self.tenant_id)
+        details = grpc.aio.ClientCallDetails(
+            client_call_details.method,
+            client_call_details.timeout,
+            metadata,
+            client_call_details.credentials,
+            client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+@pytest.fixture
+async def tenant_stub(shared_server: str) -> AsyncIterator[Stub]:
+    """The generated stub on the module's shared server, every call in a tenant of this test's
+    own: the test sees an empty service."""
+    interceptor = InTenant(f"t-{uuid.uuid4().hex[:16]}")
+    async with grpc.aio.insecure_channel(shared_server, interceptors=[interceptor]) as channel:
+        yield service_pb2_grpc.JourneyConversionsServiceStub(channel)
 
 
 @pytest.fixture

@@ -5,18 +5,13 @@ The tests share one server and database, each in a tenant of its own (see `stub`
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import asyncpg
 import grpc
 import pytest
-from journeys.conversions.v1 import events_pb2, service_pb2_grpc
+from journeys.conversions.v1 import events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import config as config_module
-from journey_conversions.server import build
 from tests.builders import (
     ago,
     define_journey,
@@ -27,60 +22,15 @@ from tests.builders import (
     message,
     touchpoint,
 )
-from tests.conftest import with_database
 
 if TYPE_CHECKING:
     from tests.builders import Stub
 
 
-class _InTenant(grpc.aio.UnaryUnaryClientInterceptor):
-    """Sends every unary call with one tenant's x-tenant-id."""
-
-    def __init__(self, tenant_id: str) -> None:
-        self.tenant_id = tenant_id
-
-    async def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
-        metadata.add("x-tenant-id", self.tenant_id)
-        details = grpc.aio.ClientCallDetails(
-            client_call_details.method,
-            client_call_details.timeout,
-            metadata,
-            client_call_details.credentials,
-            client_call_details.wait_for_ready,
-        )
-        return await continuation(details, request)
-
-
-@pytest.fixture(scope="module")
-async def shared_server(postgres_url: str, template_database: str) -> AsyncIterator[str]:
-    """One real server and database for the module; tests keep apart by tenant (see `stub`)."""
-    name = f"jc_shared_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'create database "{name}" template "{template_database}"')
-    finally:
-        await admin.close()
-    config = config_module.from_values(["--pool-min-size", "1", "--pool-max-size", "8"])
-    app = await build(config, with_database(postgres_url, name), "127.0.0.1:0")
-    yield f"127.0.0.1:{app.port}"
-    await app.stop(grace=1)
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
-async def stub(shared_server: str) -> AsyncIterator[Stub]:
-    """The generated stub on the module's server, every call in a tenant of this test's own:
-    the test sees an empty service, without the cost of a database of its own."""
-    interceptor = _InTenant(f"t-{uuid.uuid4().hex[:16]}")
-    async with grpc.aio.insecure_channel(shared_server, interceptors=[interceptor]) as channel:
-        yield service_pb2_grpc.JourneyConversionsServiceStub(channel)
+def stub(tenant_stub: Stub) -> Stub:
+    """This module's tests share one server, each in a tenant of its own."""
+    return tenant_stub
 
 
 async def touch_counts(stub: Stub, journey_id: str = "welcome") -> dict[tuple[str, str], int]:

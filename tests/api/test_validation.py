@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
@@ -22,8 +21,6 @@ from google.protobuf.message import Message
 from journeys.conversions.v1 import conversions_pb2, events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import config as config_module
-from journey_conversions.server import build
 from tests.builders import (
     ago,
     define_journey,
@@ -36,7 +33,6 @@ from tests.builders import (
     message,
     touchpoint,
 )
-from tests.conftest import with_database
 
 if TYPE_CHECKING:
     from tests.builders import Stub
@@ -48,26 +44,10 @@ TOO_NEW = {"hours": -1}
 
 
 @pytest.fixture(scope="module")
-async def shared_stub(postgres_url: str, template_database: str) -> AsyncIterator[Stub]:
-    """One real server on one fresh database for the whole module: no case writes anything."""
-    name = f"jc_validation_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'create database "{name}" template "{template_database}"')
-    finally:
-        await admin.close()
-    config = config_module.from_values(["--pool-min-size", "1", "--pool-max-size", "4"])
-    app = await build(config, with_database(postgres_url, name), "127.0.0.1:0")
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as opened:
-            yield service_pb2_grpc.JourneyConversionsServiceStub(opened)
-    finally:
-        await app.stop(grace=1)
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            await admin.execute(f'drop database if exists "{name}" with (force)')
-        finally:
-            await admin.close()
+async def shared_stub(shared_server: str) -> AsyncIterator[Stub]:
+    """The module's one server (no case writes anything)."""
+    async with grpc.aio.insecure_channel(shared_server) as opened:
+        yield service_pb2_grpc.JourneyConversionsServiceStub(opened)
 
 
 def changed(request: Message, edit: Callable[[Any], object]) -> Message:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 import pytest
 from journeys.conversions.v1 import service_pb2 as pb
@@ -18,18 +17,10 @@ from journeys.conversions.v1 import service_pb2_grpc
 from journey_conversions import config as config_module
 from journey_conversions.server import App, build
 from tests.builders import ago, define_journey, enter, error_reason, message, touchpoint
+from tests.conftest import admin_execute
 
 if TYPE_CHECKING:
     from tests.builders import Stub
-
-
-async def admin(postgres_url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -37,14 +28,14 @@ async def cut_off(postgres_url: str, database_url: str) -> AsyncIterator[None]:
     """The server's database refuses connections and its open ones are terminated; it lets
     them in again afterwards, so the database can be dropped."""
     name = urlsplit(database_url).path.lstrip("/")
-    await admin(
+    await admin_execute(
         postgres_url,
         f'alter database "{name}" allow_connections false',
         "select pg_terminate_backend(pid) from pg_stat_activity"
         f" where datname = '{name}' and pid <> pg_backend_pid()",
     )
     yield
-    await admin(postgres_url, f'alter database "{name}" allow_connections true')
+    await admin_execute(postgres_url, f'alter database "{name}" allow_connections true')
 
 
 async def assert_unavailable(call: object) -> None:
@@ -82,7 +73,7 @@ class TestDatabaseRefusesConnections:
 async def terminate_backends(postgres_url: str, database_url: str) -> None:
     """What a Postgres restart or failover does to the server's pooled connections."""
     name = urlsplit(database_url).path.lstrip("/")
-    await admin(
+    await admin_execute(
         postgres_url,
         "select pg_terminate_backend(pid) from pg_stat_activity"
         f" where datname = '{name}' and pid <> pg_backend_pid()",
