@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
@@ -100,9 +100,21 @@ def _finish(method: str, started: float, code: grpc.StatusCode, error: str = "")
         log.info("rpc", **fields)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> None:
-    status = to_grpc_status(error)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+async def _fail(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, started: float, error: Exception
+) -> NoReturn:
+    """Ends the call with the precise status of a known error, or INTERNAL (logged with its
+    traceback) for a bug; context.abort raises."""
+    known = _as_service_error(error)
+    if known is None:
+        log.exception("unexpected error")
+        _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    else:
+        _finish(method, started, known.code, known.reason)
+        status = to_grpc_status(known)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("context.abort returned")
 
 
 def rpc(
@@ -121,15 +133,7 @@ def rpc(
             call = _begin(self, context, method, _request_key(request))
             response = await work(self, request, call)
         except Exception as error:
-            known = _as_service_error(error)
-            if known is None:
-                log.exception("unexpected error")
-                _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                raise
-            _finish(method, started, known.code, known.reason)
-            await _abort(context, known)
-            raise
+            await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)
         return response
 
@@ -153,15 +157,7 @@ def stream_rpc(
             async for item in work(self, request, call):
                 yield item
         except Exception as error:
-            known = _as_service_error(error)
-            if known is None:
-                log.exception("unexpected error")
-                _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                raise
-            _finish(method, started, known.code, known.reason)
-            await _abort(context, known)
-            raise
+            await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)
 
     return handler

@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
+from journeys.conversions.v1 import events_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
-from journeys.conversions.v1 import service_pb2_grpc
 
 from journey_conversions import db, domain, metrics, pagination, parse, render
 from journey_conversions.calls import Call, HasCallSettings, rpc, stream_rpc
-from journey_conversions.clock import TimePolicy
+from journey_conversions.clock import Bounds, TimePolicy
 from journey_conversions.errors import AlreadyExists, InvalidArgument, Unavailable, under
 from journey_conversions.notifier import Notifier
 from journey_conversions.store import (
@@ -36,6 +36,11 @@ from journey_conversions.store import (
 from journey_conversions.store.locks import lock_contacts
 
 Resp = TypeVar("Resp", bound=Message)
+_Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
+_Message = TypeVar("_Message", events_pb2.Touchpoint, events_pb2.GoalEvent)
+_Recorder = Callable[
+    [asyncpg.Connection, str, Sequence[_Item], datetime], Awaitable[list[ingest.ItemResult]]
+]
 _STREAM_BATCH = 500
 _NEAR_DUPLICATE_RATIO = 0.8
 
@@ -379,15 +384,47 @@ class JourneyConversionsServicer(
 
     # --- touchpoints and goal events ------------------------------------------------------
 
-    async def _record_touchpoints(
-        self, call: Call, items: list[domain.Touchpoint]
+    async def _record(
+        self, call: Call, kind: str, items: list[_Item], record: _Recorder[_Item]
     ) -> list[ingest.ItemResult]:
+        """Writes parsed items in one transaction; one result per item."""
+
         async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
-            return await ingest.record_touchpoints(conn, call.tenant_id, items, call.horizon)
+            return await record(conn, call.tenant_id, items, call.horizon)
 
         results = await db.transaction(self.pool, work)
-        _count_events("touchpoint", results)
+        for status, count in Counter(r.status for r in results).items():
+            metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
         return results
+
+    async def _record_batch(
+        self,
+        call: Call,
+        kind: str,
+        field: str,
+        items: Sequence[_Message],
+        parse_item: Callable[[parse.Checker, _Message, Bounds], _Item | None],
+        record: _Recorder[_Item],
+    ) -> list[events_pb2.ItemResult]:
+        """Parses each item on its own, writes the valid ones together, and answers for every
+        item in request order: a bad item does not sink the batch."""
+        checker = parse.Checker()
+        checker.batch_size(field, len(items))
+        checker.raise_if_any()
+        results: dict[int, ingest.ItemResult] = {}
+        valid: list[tuple[int, _Item]] = []
+        for index, item in enumerate(items):
+            item_checker = parse.Checker(f"{field}[{index}]")
+            parsed = parse_item(item_checker, item, call.bounds)
+            if parsed is None:
+                results[index] = _rejected(item_checker)
+            else:
+                valid.append((index, parsed))
+        if valid:
+            written = await self._record(call, kind, [v for _, v in valid], record)
+            for (index, _), result in zip(valid, written, strict=True):
+                results[index] = _under(f"{field}[{index}]", result)
+        return [render.item_result(i, item.event_id, results[i]) for i, item in enumerate(items)]
 
     @rpc
     async def RecordTouchpoint(
@@ -397,7 +434,7 @@ class JourneyConversionsServicer(
         touchpoint = parse.touchpoint(checker, request.touchpoint, call.bounds)
         checker.raise_if_any()
         assert touchpoint is not None
-        (result,) = await self._record_touchpoints(call, [touchpoint])
+        (result,) = await self._record(call, "touchpoint", [touchpoint], ingest.record_touchpoints)
         if result.error is not None:
             raise under("touchpoint", result.error)
         return pb.RecordTouchpointResponse(touchpoint=render.touchpoint(touchpoint))
@@ -406,38 +443,15 @@ class JourneyConversionsServicer(
     async def BatchRecordTouchpoints(
         self, request: pb.BatchRecordTouchpointsRequest, call: Call
     ) -> pb.BatchRecordTouchpointsResponse:
-        checker = parse.Checker()
-        checker.batch_size("touchpoints", len(request.touchpoints))
-        checker.raise_if_any()
-        results: dict[int, ingest.ItemResult] = {}
-        valid: list[tuple[int, domain.Touchpoint]] = []
-        for index, item in enumerate(request.touchpoints):
-            item_checker = parse.Checker(f"touchpoints[{index}]")
-            parsed = parse.touchpoint(item_checker, item, call.bounds)
-            if parsed is None:
-                results[index] = _rejected(item_checker)
-            else:
-                valid.append((index, parsed))
-        if valid:
-            written = await self._record_touchpoints(call, [t for _, t in valid])
-            for (index, _), result in zip(valid, written, strict=True):
-                results[index] = _under(f"touchpoints[{index}]", result)
-        return pb.BatchRecordTouchpointsResponse(
-            results=[
-                render.item_result(i, item.event_id, results[i])
-                for i, item in enumerate(request.touchpoints)
-            ]
+        results = await self._record_batch(
+            call,
+            "touchpoint",
+            "touchpoints",
+            request.touchpoints,
+            parse.touchpoint,
+            ingest.record_touchpoints,
         )
-
-    async def _record_goal_events(
-        self, call: Call, items: list[domain.GoalEvent]
-    ) -> list[ingest.ItemResult]:
-        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
-            return await ingest.record_goal_events(conn, call.tenant_id, items, call.horizon)
-
-        results = await db.transaction(self.pool, work)
-        _count_events("goal_event", results)
-        return results
+        return pb.BatchRecordTouchpointsResponse(results=results)
 
     @rpc
     async def RecordGoalEvent(
@@ -447,9 +461,9 @@ class JourneyConversionsServicer(
         event = parse.goal_event(checker, request.goal_event, call.bounds)
         checker.raise_if_any()
         assert event is not None
-        (result,) = await self._record_goal_events(call, [event])
+        (result,) = await self._record(call, "goal_event", [event], ingest.record_goal_events)
         if result.error is not None:
-            raise result.error
+            raise under("goal_event", result.error)
         response = pb.RecordGoalEventResponse(goal_event=render.goal_event(event))
 
         async def read_outcome(conn: asyncpg.Connection) -> domain.Outcome | None:
@@ -464,27 +478,15 @@ class JourneyConversionsServicer(
     async def BatchRecordGoalEvents(
         self, request: pb.BatchRecordGoalEventsRequest, call: Call
     ) -> pb.BatchRecordGoalEventsResponse:
-        checker = parse.Checker()
-        checker.batch_size("goal_events", len(request.goal_events))
-        checker.raise_if_any()
-        results: dict[int, ingest.ItemResult] = {}
-        valid: list[tuple[int, domain.GoalEvent]] = []
-        for index, item in enumerate(request.goal_events):
-            item_checker = parse.Checker(f"goal_events[{index}]")
-            parsed = parse.goal_event(item_checker, item, call.bounds)
-            if parsed is None:
-                results[index] = _rejected(item_checker)
-            else:
-                valid.append((index, parsed))
-        if valid:
-            written = await self._record_goal_events(call, [e for _, e in valid])
-            results.update({index: r for (index, _), r in zip(valid, written, strict=True)})
-        return pb.BatchRecordGoalEventsResponse(
-            results=[
-                render.item_result(i, item.event_id, results[i])
-                for i, item in enumerate(request.goal_events)
-            ]
+        results = await self._record_batch(
+            call,
+            "goal_event",
+            "goal_events",
+            request.goal_events,
+            parse.goal_event,
+            ingest.record_goal_events,
         )
+        return pb.BatchRecordGoalEventsResponse(results=results)
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -663,11 +665,6 @@ class JourneyConversionsServicer(
 
         report = await db.transaction(self.pool, work)
         return pb.GetJourneyReportResponse(report=render.report(report))
-
-
-def _count_events(kind: str, results: list[ingest.ItemResult]) -> None:
-    for status, count in Counter(r.status for r in results).items():
-        metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
 
 
 def _under(prefix: str, result: ingest.ItemResult) -> ingest.ItemResult:

@@ -8,7 +8,7 @@ re-decide. Repeats of an event id with the same payload change nothing.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -63,6 +63,42 @@ def _dedupe(items: Sequence[_Event], kind: str) -> tuple[list[_Event], dict[int,
                 ItemStatus.REJECTED, idempotency_conflict(kind, item.event_id)
             )
     return unique, results
+
+
+async def _stored(
+    conn: asyncpg.Connection,
+    query: str,
+    tenant_id: str,
+    event_ids: list[str],
+    decode: Callable[[asyncpg.Record], _Event],
+) -> dict[str, _Event]:
+    """The stored events of the ids that were not new (repeats, or reuses of an id)."""
+    if not event_ids:
+        return {}
+    return {r["event_id"]: decode(r) for r in await conn.fetch(query, tenant_id, event_ids)}
+
+
+def _classify(
+    items: Sequence[_Event],
+    inserted: set[str],
+    stored: Mapping[str, _Event],
+    errors: Mapping[str, ServiceError],
+    kind: str,
+) -> dict[str, ItemResult]:
+    """Accepted when new; a duplicate when the stored event is the same; otherwise rejected."""
+    results: dict[str, ItemResult] = {}
+    for item in items:
+        if item.event_id in errors:
+            results[item.event_id] = ItemResult(ItemStatus.REJECTED, errors[item.event_id])
+        elif item.event_id in inserted:
+            results[item.event_id] = ACCEPTED
+        elif stored.get(item.event_id) == item:
+            results[item.event_id] = DUPLICATE
+        else:
+            results[item.event_id] = ItemResult(
+                ItemStatus.REJECTED, idempotency_conflict(kind, item.event_id)
+            )
+    return results
 
 
 # --- touchpoints ----------------------------------------------------------------------------
@@ -163,32 +199,15 @@ async def record_touchpoints(
     )
     inserted = {r["event_id"] for r in rows}
     touched = {r["contact_id"] for r in rows if r["touches_goal_event"]}
-    repeats = [t.event_id for t in writable if t.event_id not in inserted]
-    stored = (
-        {
-            r["event_id"]: codec.touchpoint(r)
-            for r in await conn.fetch(
-                f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
-                " where tenant_id = $1 and event_id = any($2::text[])",
-                tenant_id,
-                repeats,
-            )
-        }
-        if repeats
-        else {}
+    stored = await _stored(
+        conn,
+        f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
+        " where tenant_id = $1 and event_id = any($2::text[])",
+        tenant_id,
+        [t.event_id for t in writable if t.event_id not in inserted],
+        codec.touchpoint,
     )
-    by_id: dict[str, ItemResult] = {}
-    for t in unique:
-        if t.event_id in errors:
-            by_id[t.event_id] = ItemResult(ItemStatus.REJECTED, errors[t.event_id])
-        elif t.event_id in inserted:
-            by_id[t.event_id] = ACCEPTED
-        elif stored.get(t.event_id) == t:
-            by_id[t.event_id] = DUPLICATE
-        else:
-            by_id[t.event_id] = ItemResult(
-                ItemStatus.REJECTED, idempotency_conflict("touchpoint", t.event_id)
-            )
+    by_id = _classify(unique, inserted, stored, errors, "touchpoint")
     # Most touchpoints arrive before any goal event they could affect: no attribution work.
     await decisions.redecide(conn, tenant_id, touched, horizon)
     return [results.get(i) or by_id[t.event_id] for i, t in enumerate(items)]
@@ -240,30 +259,15 @@ async def record_goal_events(
             [micros for _, micros in money],
         )
     }
-    repeats = [e.event_id for e in unique if e.event_id not in inserted]
-    stored = (
-        {
-            r["event_id"]: codec.goal_event(r)
-            for r in await conn.fetch(
-                f"select {_GOAL_EVENT_COLUMNS} from goal_events"
-                " where tenant_id = $1 and event_id = any($2::text[])",
-                tenant_id,
-                repeats,
-            )
-        }
-        if repeats
-        else {}
+    stored = await _stored(
+        conn,
+        f"select {_GOAL_EVENT_COLUMNS} from goal_events"
+        " where tenant_id = $1 and event_id = any($2::text[])",
+        tenant_id,
+        [e.event_id for e in unique if e.event_id not in inserted],
+        codec.goal_event,
     )
-    by_id: dict[str, ItemResult] = {}
-    for e in unique:
-        if e.event_id in inserted:
-            by_id[e.event_id] = ACCEPTED
-        elif stored.get(e.event_id) == e:
-            by_id[e.event_id] = DUPLICATE
-        else:
-            by_id[e.event_id] = ItemResult(
-                ItemStatus.REJECTED, idempotency_conflict("goal event", e.event_id)
-            )
+    by_id = _classify(unique, inserted, stored, {}, "goal event")
     new_contacts = [e.contact_id for e in unique if e.event_id in inserted]
     await decisions.redecide(conn, tenant_id, new_contacts, horizon)
     return [results.get(i) or by_id[e.event_id] for i, e in enumerate(items)]
