@@ -432,7 +432,10 @@ def worlds(
                 enter = floor
             exit_time: datetime | None = None
             if draw(st.booleans()):
-                exit_time = draw(st.sampled_from((enter, time(), enter + HOUR, enter + 5 * DAY)))
+                # Goal events aimed at an enrollment come at enter + a lead: exits too, often.
+                exit_time = draw(
+                    st.sampled_from((enter + draw(st.sampled_from(ENTRY_LEADS)), time()))
+                )
                 exit_time = max(enter, bounded(exit_time))
             enrollments.append(
                 Enrollment(
@@ -472,11 +475,16 @@ def worlds(
             # at, just inside or just outside a window edge.
             journey_id = draw(st.sampled_from(draw(st.sampled_from((own_journeys, journey_ids)))))
             message = draw(st.sampled_from(messages[journey_id]))
-            action = draw(st.sampled_from(sorted(ACTIONS_BY_CHANNEL[message.channel])))
-            mode = draw(st.sampled_from(("before", "before", "edge", "edge", "any")))
+            # Opens first (Hypothesis favours it), so that machine opens are common.
+            actions = sorted(ACTIONS_BY_CHANNEL[message.channel], key=lambda a: a != Action.OPENED)
+            action = draw(st.sampled_from(actions))
+            mode = draw(st.sampled_from(("before", "before", "edge", "edge", "same", "any")))
             when = time()
             reference = draw(st.sampled_from(goal_times or anchors))
-            if mode == "before":
+            touch_times = [t.occur_time for t in touchpoints if t.contact_id == contact_id]
+            if mode == "same" and touch_times:  # ties between touchpoints, across journeys too
+                when = draw(st.sampled_from(touch_times))
+            elif mode == "before":
                 when = bounded(reference - draw(st.sampled_from(ENTRY_LEADS)))
             elif mode == "edge":
                 edge = reference - journeys[journey_id].window
@@ -491,7 +499,8 @@ def worlds(
                     message.channel,
                     action,
                     when,
-                    machine_generated=action == Action.OPENED and draw(st.booleans()),
+                    machine_generated=action == Action.OPENED
+                    and draw(st.sampled_from((True, False))),
                 )
             )
         own = [
@@ -499,6 +508,13 @@ def worlds(
             for e in enrollments
             if e.contact_id == contact_id and journeys[e.journey_id].conversions
         ]
+
+        def mark_time(goal_times: list[datetime] = goal_times) -> datetime:
+            """Often the time of a goal event, to tie with trigger awards."""
+            if draw(st.booleans()) and goal_times:
+                return draw(st.sampled_from(goal_times))
+            return time()
+
         for n in range(draw(st.integers(0, max_marks if own else 0))):
             enrollment = draw(st.sampled_from(own))
             conversion = draw(st.sampled_from(journeys[enrollment.journey_id].conversions))
@@ -508,7 +524,7 @@ def worlds(
                     enrollment.enrollment_id,
                     conversion.conversion_id,
                     draw(st.sampled_from(STEPS)),
-                    within(enrollment, time()) if marks_within_enrollments else time(),
+                    within(enrollment, mark_time()) if marks_within_enrollments else mark_time(),
                     draw(st.sampled_from(mark_sources)),
                 )
             )
