@@ -289,7 +289,9 @@ async def deliver(stub: Stub, md: Metadata, tasks: list[Task], data: st.DataObje
         data.draw(st.lists(st.sampled_from(events), max_size=4), label="repeated") if events else []
     )
     pending = list(data.draw(st.permutations(tasks), label="order")) + [
-        Task(f"{t.name}#again", (t.name,), t.call, t.batchable, t.item) for t in repeats
+        # A repeat may come before its original, or in the same batch.
+        Task(f"{t.name}#again", t.after, t.call, t.batchable, t.item)
+        for t in repeats
     ]
     done: set[str] = set()
     log: list[str] = []
