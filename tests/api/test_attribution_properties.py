@@ -271,14 +271,9 @@ def tasks_of(world: World) -> list[Task]:
         tasks.append(
             Task(f"touch:{t.event_id}", (f"define:{t.journey_id}:0",), call, "touchpoints", touch)
         )
-    # Known gap, kept out of this property so that it can find others: a conversion whose
-    # trigger is defined after a matching goal event does not award it (see
-    # test_attribution_late_definitions.py). So goal events come after every conversion.
-    conversions = tuple(t.name for t in tasks if t.name.startswith("conversion:"))
-    for g in world.goal_events:
+    for g in world.goal_events:  # even before the journeys and conversions they meet
         goal = goal_event_pb(g)
-        call = _one_goal_event(goal)
-        tasks.append(Task(f"goal:{g.event_id}", conversions, call, "goal_events", goal))
+        tasks.append(Task(f"goal:{g.event_id}", (), _one_goal_event(goal), "goal_events", goal))
     return tasks
 
 
