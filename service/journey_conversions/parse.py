@@ -379,15 +379,7 @@ def goal_event(
         optional = {"attribute_value"} if kind == domain.GoalEventType.CONTACT_UPDATED else set()
         if kind in _ORDER_TYPES:
             optional = {"product_ids"}
-        for name in (
-            "attribute_name",
-            "attribute_value",
-            "list_id",
-            "message_id",
-            "url",
-            "form_id",
-            "product_ids",
-        ):
+        for name in _GOAL_EVENT_FIELDS:
             if getattr(value, name) and name not in fields | optional:
                 checker.fail(name, f"is not a field of {kind.name}")
     checker.identifier("attribute_name", value.attribute_name, required=False)

@@ -33,7 +33,6 @@ from journey_conversions.store import (
     requests,
     steps,
 )
-from journey_conversions.store.locks import lock_contacts
 
 Resp = TypeVar("Resp", bound=Message)
 _Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
@@ -126,12 +125,10 @@ class JourneyConversionsServicer(
                     conn, call.tenant_id, journey, effective or call.now, call.horizon
                 )
                 if change.redecide_since is not None:
-                    since = max(change.redecide_since, call.horizon)
                     contacts = await decisions.contacts_with_goal_events(
-                        conn, call.tenant_id, value.journey_id, since
+                        conn, call.tenant_id, value.journey_id, change.redecide_since
                     )
-                    await lock_contacts(conn, call.tenant_id, contacts)
-                    await decisions.redecide(conn, call.tenant_id, contacts, call.horizon)
+                    await decisions.lock_and_redecide(conn, call.tenant_id, contacts, call.horizon)
                 return pb.DefineJourneyResponse(journey=render.journey(change.journey))
 
             return await self._idempotent(
@@ -259,8 +256,7 @@ class JourneyConversionsServicer(
                             conn, call.tenant_id, value.journey_id, call.horizon
                         )
                     )
-                await lock_contacts(conn, call.tenant_id, contacts)
-                await decisions.redecide(conn, call.tenant_id, contacts, call.horizon)
+                await decisions.lock_and_redecide(conn, call.tenant_id, contacts, call.horizon)
                 return pb.DefineConversionResponse(
                     conversion=render.conversion(saved), warnings=warnings
                 )

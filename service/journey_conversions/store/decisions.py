@@ -17,6 +17,7 @@ import asyncpg
 from journey_conversions import domain
 from journey_conversions.attribution import decide
 from journey_conversions.store import catalog, codec, outbox
+from journey_conversions.store.locks import lock_contacts
 
 
 @dataclass
@@ -176,6 +177,16 @@ async def redecide(
     outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
     awards = await _write_awards(conn, tenant_id, contact_list, decisions, since)
     return Changes(outcomes, awards)
+
+
+async def lock_and_redecide(
+    conn: asyncpg.Connection, tenant_id: str, contacts: Iterable[str], since: datetime
+) -> Changes:
+    """For changes that are not a contact's own event (a definition): take the contacts'
+    locks, then re-decide them."""
+    contact_list = sorted(set(contacts))
+    await lock_contacts(conn, tenant_id, contact_list)
+    return await redecide(conn, tenant_id, contact_list, since)
 
 
 def _outcome_row(
