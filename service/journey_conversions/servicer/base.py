@@ -1,0 +1,94 @@
+"""The state every resource's RPCs share, and the helpers more than one of them uses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from google.protobuf.message import Message
+
+from journey_conversions import db, parse
+from journey_conversions.calls import Call, HasCallSettings
+from journey_conversions.clock import Bounds, TimePolicy
+from journey_conversions.errors import ServiceError
+from journey_conversions.notifier import Notifier
+from journey_conversions.store import requests
+
+Resp = TypeVar("Resp", bound=Message)
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=Message)
+
+
+def parse_required(
+    field: str,
+    value: _M,
+    parse_item: Callable[[parse.Checker, _M, Bounds], _T | None],
+    bounds: Bounds,
+) -> _T:
+    """The one item a write carries, parsed; INVALID_ARGUMENT under `field` if it is wrong."""
+    checker = parse.Checker(field)
+    parsed = parse_item(checker, value, bounds)
+    checker.raise_if_any()
+    assert parsed is not None
+    return parsed
+
+
+class ServicerBase(HasCallSettings):
+    """The pool, time policy, default tenant, notifier and stopping event of the servicer."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, time_policy: TimePolicy, default_tenant: str, notifier: Notifier
+    ) -> None:
+        self.pool = pool
+        self.time_policy = time_policy
+        self.default_tenant = default_tenant
+        self.notifier = notifier
+        self.stopping = asyncio.Event()
+
+    async def _idempotent(
+        self,
+        call: Call,
+        method: str,
+        key: str,
+        request: Message,
+        response_type: type[Resp],
+        work: Callable[[asyncpg.Connection], Awaitable[Resp]],
+    ) -> Resp:
+        """Runs `work` in one transaction; a repeated key with the same payload gets the first
+        response instead."""
+
+        async def once(conn: asyncpg.Connection) -> Resp:
+            payload = request.SerializeToString(deterministic=True)
+            prior = await requests.claim(conn, call.tenant_id, method, key, payload)
+            if prior is not None:
+                return response_type.FromString(prior)
+            response = await work(conn)
+            await requests.finish(
+                conn, call.tenant_id, method, key, response.SerializeToString(deterministic=True)
+            )
+            return response
+
+        return await db.transaction(self.pool, once)
+
+    async def _get(
+        self,
+        call: Call,
+        field: str,
+        key: str,
+        load: Callable[[asyncpg.Connection, str, str], Awaitable[_T | None]],
+        not_found: Callable[[str], ServiceError],
+    ) -> _T:
+        """What `load` finds for the request's identifier `field`, or `not_found`."""
+        checker = parse.Checker()
+        checker.identifier(field, key)
+        checker.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> _T | None:
+            return await load(conn, call.tenant_id, key)
+
+        found = await db.transaction(self.pool, work)
+        if found is None:
+            raise not_found(key)
+        return found

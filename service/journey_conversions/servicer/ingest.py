@@ -1,0 +1,135 @@
+"""Touchpoints and goal events, one at a time or in batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import asyncpg
+from journeys.conversions.v1 import events_pb2
+from journeys.conversions.v1 import service_pb2 as pb
+
+from journey_conversions import db, domain, metrics, parse, render
+from journey_conversions.calls import Call, rpc
+from journey_conversions.clock import Bounds
+from journey_conversions.errors import InvalidArgument, under
+from journey_conversions.servicer.base import ServicerBase, parse_required
+from journey_conversions.store import ingest, queries
+
+_Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
+_Message = TypeVar("_Message", events_pb2.Touchpoint, events_pb2.GoalEvent)
+_Recorder = Callable[
+    [asyncpg.Connection, str, Sequence[_Item], datetime], Awaitable[list[ingest.ItemResult]]
+]
+
+
+class IngestRpcs(ServicerBase):
+    async def _record(
+        self, call: Call, kind: str, items: list[_Item], record: _Recorder[_Item]
+    ) -> list[ingest.ItemResult]:
+        """Writes parsed items in one transaction; one result per item."""
+
+        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
+            return await record(conn, call.tenant_id, items, call.horizon)
+
+        results = await db.transaction(self.pool, work)
+        for status, count in Counter(r.status for r in results).items():
+            metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
+        return results
+
+    async def _record_batch(
+        self,
+        call: Call,
+        kind: str,
+        field: str,
+        items: Sequence[_Message],
+        parse_item: Callable[[parse.Checker, _Message, Bounds], _Item | None],
+        record: _Recorder[_Item],
+    ) -> list[events_pb2.ItemResult]:
+        """Parses each item on its own, writes the valid ones together, and answers for every
+        item in request order: a bad item does not sink the batch."""
+        checker = parse.Checker()
+        checker.batch_size(field, len(items))
+        checker.raise_if_any()
+        results: dict[int, ingest.ItemResult] = {}
+        valid: list[tuple[int, _Item]] = []
+        for index, item in enumerate(items):
+            item_checker = parse.Checker(f"{field}[{index}]")
+            parsed = parse_item(item_checker, item, call.bounds)
+            if parsed is None:
+                results[index] = _rejected(item_checker)
+            else:
+                valid.append((index, parsed))
+        if valid:
+            written = await self._record(call, kind, [v for _, v in valid], record)
+            for (index, _), result in zip(valid, written, strict=True):
+                results[index] = _under(f"{field}[{index}]", result)
+        return [render.item_result(i, item.event_id, results[i]) for i, item in enumerate(items)]
+
+    @rpc
+    async def RecordTouchpoint(
+        self, request: pb.RecordTouchpointRequest, call: Call
+    ) -> pb.RecordTouchpointResponse:
+        touchpoint = parse_required("touchpoint", request.touchpoint, parse.touchpoint, call.bounds)
+        (result,) = await self._record(call, "touchpoint", [touchpoint], ingest.record_touchpoints)
+        if result.error is not None:
+            raise under("touchpoint", result.error)
+        return pb.RecordTouchpointResponse(touchpoint=render.touchpoint(touchpoint))
+
+    @rpc
+    async def BatchRecordTouchpoints(
+        self, request: pb.BatchRecordTouchpointsRequest, call: Call
+    ) -> pb.BatchRecordTouchpointsResponse:
+        results = await self._record_batch(
+            call,
+            "touchpoint",
+            "touchpoints",
+            request.touchpoints,
+            parse.touchpoint,
+            ingest.record_touchpoints,
+        )
+        return pb.BatchRecordTouchpointsResponse(results=results)
+
+    @rpc
+    async def RecordGoalEvent(
+        self, request: pb.RecordGoalEventRequest, call: Call
+    ) -> pb.RecordGoalEventResponse:
+        event = parse_required("goal_event", request.goal_event, parse.goal_event, call.bounds)
+        (result,) = await self._record(call, "goal_event", [event], ingest.record_goal_events)
+        if result.error is not None:
+            raise under("goal_event", result.error)
+        response = pb.RecordGoalEventResponse(goal_event=render.goal_event(event))
+
+        async def read_outcome(conn: asyncpg.Connection) -> domain.Outcome | None:
+            return await queries.stored_outcome(conn, call.tenant_id, event.event_id)
+
+        outcome = await db.transaction(self.pool, read_outcome)
+        if outcome is not None:
+            response.outcome.CopyFrom(render.outcome(outcome))
+        return response
+
+    @rpc
+    async def BatchRecordGoalEvents(
+        self, request: pb.BatchRecordGoalEventsRequest, call: Call
+    ) -> pb.BatchRecordGoalEventsResponse:
+        results = await self._record_batch(
+            call,
+            "goal_event",
+            "goal_events",
+            request.goal_events,
+            parse.goal_event,
+            ingest.record_goal_events,
+        )
+        return pb.BatchRecordGoalEventsResponse(results=results)
+
+
+def _under(prefix: str, result: ingest.ItemResult) -> ingest.ItemResult:
+    if result.error is None:
+        return result
+    return ingest.ItemResult(result.status, under(prefix, result.error))
+
+
+def _rejected(checker: parse.Checker) -> ingest.ItemResult:
+    return ingest.ItemResult(ingest.ItemStatus.REJECTED, InvalidArgument(checker.violations))

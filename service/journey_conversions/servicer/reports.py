@@ -1,0 +1,82 @@
+"""The read side of conversions: journey reports, goal event explanations and awards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+from journeys.conversions.v1 import service_pb2 as pb
+
+from journey_conversions import db, domain, pagination, parse, render
+from journey_conversions.calls import Call, rpc
+from journey_conversions.servicer.base import ServicerBase
+from journey_conversions.store import catalog, queries, reports
+
+
+class ReportRpcs(ServicerBase):
+    @rpc
+    async def GetJourneyReport(
+        self, request: pb.GetJourneyReportRequest, call: Call
+    ) -> pb.GetJourneyReportResponse:
+        checker = parse.Checker()
+        checker.identifier("journey_id", request.journey_id)
+        if request.version < 0:
+            checker.fail("version", "must be 0 (all versions) or more")
+        start = checker.timestamp("start_time", request, None, required=False)
+        end = checker.timestamp("end_time", request, None, required=False)
+        start = start or datetime(1970, 1, 1, tzinfo=UTC)
+        end = end or call.now
+        if end <= start:
+            checker.fail("end_time", "must be after start_time")
+        checker.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> reports.Report:
+            return await reports.journey_report(
+                conn, call.tenant_id, request.journey_id, request.version, start, end
+            )
+
+        report = await db.transaction(self.pool, work)
+        return pb.GetJourneyReportResponse(report=render.report(report))
+
+    @rpc
+    async def ExplainGoalEvent(
+        self, request: pb.ExplainGoalEventRequest, call: Call
+    ) -> pb.ExplainGoalEventResponse:
+        checker = parse.Checker()
+        checker.identifier("event_id", request.event_id)
+        checker.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> tuple[domain.GoalEvent, domain.Outcome]:
+            return await queries.explain(conn, call.tenant_id, request.event_id)
+
+        event, outcome = await db.transaction(self.pool, work)
+        return pb.ExplainGoalEventResponse(explanation=render.explanation(event, outcome))
+
+    @rpc
+    async def ListConversionAwards(
+        self, request: pb.ListConversionAwardsRequest, call: Call
+    ) -> pb.ListConversionAwardsResponse:
+        checker = parse.Checker()
+        checker.identifier("journey_id", request.journey_id)
+        checker.identifier("contact_id", request.contact_id, required=False)
+        size = parse.page_size(checker, request.page_size)
+        checker.raise_if_any()
+        enrollment_id, conversion_id = pagination.decode(request.page_token, 2)
+
+        async def work(conn: asyncpg.Connection) -> list[domain.Award]:
+            if await catalog.load_journey(conn, call.tenant_id, request.journey_id) is None:
+                raise catalog.journey_not_found(request.journey_id)
+            return await queries.list_awards(
+                conn,
+                call.tenant_id,
+                request.journey_id,
+                request.contact_id,
+                (enrollment_id, conversion_id),
+                size + 1,
+            )
+
+        found = await db.transaction(self.pool, work)
+        token = pagination.encode(*found[size - 1].key) if len(found) > size else ""
+        return pb.ListConversionAwardsResponse(
+            awards=[render.award(a) for a in found[:size]], next_page_token=token
+        )
