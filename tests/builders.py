@@ -96,6 +96,7 @@ def enter(
     journey_id: str,
     at: timestamp_pb2.Timestamp,
     version: int = 1,
+    holdout: bool = False,
 ) -> pb.EnterJourneyRequest:
     return pb.EnterJourneyRequest(
         enrollment=events_pb2.Enrollment(
@@ -104,6 +105,7 @@ def enter(
             journey_id=journey_id,
             version=version,
             enter_time=at,
+            holdout=holdout,
         )
     )
 

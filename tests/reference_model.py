@@ -10,6 +10,7 @@ The rules, as DOMAIN.md and the README state them:
   with no effective time is in force from the start of time; a None criterion means none;
 - a contact is an active participant of an enrollment at T when it entered at or before T and
   had not exited before T;
+- holdout enrollments (a control group) are never credited, by the goal or by a trigger;
 - a touchpoint of journey J qualifies for T when it is in [T - window, T] and is not a
   machine-generated open of a journey that excludes those;
 - goal events are decided in (occur time, event id) order; among the journeys whose goal
@@ -178,7 +179,10 @@ def _credit(
     active = [
         e
         for e in enrollments
-        if e.contact_id == contact_id and e.journey_id == rules.journey_id and is_active(e, when)
+        if e.contact_id == contact_id
+        and e.journey_id == rules.journey_id
+        and not e.holdout
+        and is_active(e, when)
     ]
     touches = [
         t

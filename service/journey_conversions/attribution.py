@@ -14,7 +14,9 @@ Deterministic tie-breaks (documented in the README):
 - within the winning journey the enrollment credited is the active one that entered last, the
   smallest enrollment_id among equal times;
 - a named conversion earned several ways keeps its earliest award (step marks before triggers
-  at equal times).
+  at equal times);
+- holdout enrollments are never credited, but they do meet the goal (`Decision.goal_met`), which
+  is what the report's holdout lift compares.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ class _JourneyView:
         self.times = [t.occur_time for t in qualifying]
 
     def active_enrollment(self, when: datetime) -> Enrollment | None:
-        active = [e for e in self.enrollments if e.active_at(when)]
+        """The enrollment a conversion at `when` is credited to; holdout enrollments (a control
+        group, sent nothing) never are."""
+        active = [e for e in self.enrollments if not e.holdout and e.active_at(when)]
         if not active:
             return None
         latest = max(e.enter_time for e in active)
@@ -112,17 +116,23 @@ def _winner(qualified: list[tuple[str, _Eligibility]]) -> tuple[str, _Eligibilit
     )
 
 
+def _goal_matches(view: _JourneyView, event: GoalEvent) -> bool:
+    goal = in_force(view.rules.goal_history, event.occur_time)
+    return goal is not None and matches(goal, event)
+
+
 def _attribute(
     event: GoalEvent,
     views: dict[str, _JourneyView],
+    matching: set[str],
     enrolled_journeys: set[str],
 ) -> tuple[list[Candidate], tuple[str, _Eligibility] | None]:
-    """The candidates of one goal event with their verdicts, and the winner if any."""
+    """The candidates of one goal event with their verdicts, and the winner if any;
+    `matching` are the journeys whose goal in force the event matches."""
     verdicts: dict[str, Candidate] = {}
     qualified: list[tuple[str, _Eligibility]] = []
     for journey_id, view in views.items():
-        goal = in_force(view.rules.goal_history, event.occur_time)
-        if goal is None or not matches(goal, event):
+        if journey_id not in matching:
             if journey_id in enrolled_journeys:
                 verdicts[journey_id] = Candidate(journey_id, Verdict.GOAL_MISMATCH)
             continue
@@ -178,11 +188,16 @@ def decide(history: ContactHistory) -> Decision:
     outcomes: dict[str, Outcome] = {}
     awards: dict[tuple[str, str], Award] = {}
     named: dict[tuple[str, str], list[Award]] = defaultdict(list)
+    goal_met: dict[str, datetime] = {}
 
     # A set of events: an event id seen twice is one event (the store never repeats one).
     unique_events = {e.event_id: e for e in history.goal_events}.values()
     for event in sorted(unique_events, key=lambda e: (e.occur_time, e.event_id)):
-        candidates, winner = _attribute(event, views, enrolled_journeys)
+        matching = {j for j, view in views.items() if _goal_matches(view, event)}
+        for member in history.enrollments:  # holdout ones too: the lift compares them
+            if member.journey_id in matching and member.active_at(event.occur_time):
+                goal_met.setdefault(member.enrollment_id, event.occur_time)
+        candidates, winner = _attribute(event, views, matching, enrolled_journeys)
         if winner is None:
             outcomes[event.event_id] = Outcome(
                 event.event_id, OutcomeStatus.NOT_CONVERTED, candidates=tuple(candidates)
@@ -228,7 +243,7 @@ def decide(history: ContactHistory) -> Decision:
     for key, earned in named.items():
         if key not in history.awarded_before:
             awards[key] = min(earned, key=_named_award_order)
-    return Decision(outcomes=outcomes, awards=awards)
+    return Decision(outcomes=outcomes, awards=awards, goal_met=goal_met)
 
 
 def _event_award(
@@ -250,6 +265,7 @@ def _event_award(
         touchpoint_event_id=touchpoint.event_id,
         message_id=touchpoint.message_id,
         value=value,
+        touchpoint_time=touchpoint.occur_time,
     )
 
 

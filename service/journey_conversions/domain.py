@@ -196,6 +196,7 @@ class Enrollment:
     enter_time: datetime
     exit_time: datetime | None = None
     exit_reason: ExitReason = ExitReason.UNSPECIFIED
+    holdout: bool = False  # a control-group enrollment: never credited
 
     def active_at(self, when: datetime) -> bool:
         """Entered at or before `when` and not ended before it (an exit at `when` is active)."""
@@ -299,6 +300,7 @@ class Award:
     message_id: str = ""
     step_id: str = ""
     value: Money | None = None
+    touchpoint_time: datetime | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -309,6 +311,8 @@ class Award:
 class Decision:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     awards: dict[tuple[str, str], Award] = field(default_factory=dict)
+    # enrollment id -> its first goal event matching the journey's goal while enrolled
+    goal_met: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

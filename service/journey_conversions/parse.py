@@ -319,7 +319,12 @@ def enrollment(
     if checker.violations or enter_time is None:
         return None
     return domain.Enrollment(
-        value.enrollment_id, value.contact_id, value.journey_id, value.version, enter_time
+        value.enrollment_id,
+        value.contact_id,
+        value.journey_id,
+        value.version,
+        enter_time,
+        holdout=value.holdout,
     )
 
 

@@ -10,12 +10,11 @@ from journeys.conversions.v1 import (
     conversions_pb2,
     events_pb2,
     journey_pb2,
-    report_pb2,
 )
 
 from journey_conversions import domain
 from journey_conversions.errors import ServiceError
-from journey_conversions.store import ingest, outbox, reports
+from journey_conversions.store import ingest, outbox
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -115,6 +114,7 @@ def enrollment(value: domain.Enrollment) -> events_pb2.Enrollment:
         version=value.version,
         enter_time=timestamp(value.enter_time),
         exit_reason=events_pb2.ExitReason.ValueType(value.exit_reason),
+        holdout=value.holdout,
     )
     if value.exit_time is not None:
         result.exit_time.CopyFrom(timestamp(value.exit_time))
@@ -235,45 +235,5 @@ def item_result(index: int, event_id: str, value: ingest.ItemResult) -> events_p
     return result
 
 
-def _money_list(values: dict[str, int]) -> list[journey_pb2.Money]:
+def money_list(values: dict[str, int]) -> list[journey_pb2.Money]:
     return [journey_pb2.Money(currency_code=c, amount_micros=m) for c, m in sorted(values.items())]
-
-
-def report(value: reports.Report) -> report_pb2.JourneyReport:
-    return report_pb2.JourneyReport(
-        journey_id=value.journey_id,
-        version=value.version,
-        start_time=timestamp(value.start_time),
-        end_time=timestamp(value.end_time),
-        entered=value.entered,
-        active=value.active,
-        exited=value.exited,
-        engaged=value.engaged,
-        messages=[
-            report_pb2.MessageReport(
-                message_id=m.message_id,
-                channel=journey_pb2.Channel.ValueType(m.channel),
-                touchpoints=[
-                    report_pb2.ActionCount(action=events_pb2.TouchpointAction.ValueType(a), count=n)
-                    for a, n in sorted(m.touchpoints.items())
-                ],
-                credited_conversions=m.credited_conversions,
-            )
-            for m in value.messages
-        ],
-        goal_conversions=value.goal_conversions,
-        conversion_rate_entered=value.goal_conversions / value.entered if value.entered else 0.0,
-        conversion_rate_engaged=value.goal_conversions / value.engaged if value.engaged else 0.0,
-        repeat_goal_events=value.repeat_goal_events,
-        value=_money_list(value.value),
-        named_conversions=[
-            report_pb2.NamedConversionReport(
-                conversion_id=n.conversion_id,
-                name=n.name,
-                count=n.count,
-                value=_money_list(n.value),
-            )
-            for n in value.named
-        ],
-        goal_events_credited_elsewhere=value.credited_elsewhere,
-    )

@@ -49,6 +49,7 @@ Metadata = tuple[tuple[str, str], ...]
 _NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 BASE = _NOW - timedelta(days=25)
 
+VERSIONS = (1, 2)  # every journey has both, with the same messages
 WORLDS = worlds(
     base=BASE,
     days=24,
@@ -139,7 +140,7 @@ def _define_journey(world: World, journey_id: str, change: int) -> Call:
         exclude_machine_opens=rules.exclude_machine_opens,
         versions=[
             journey_pb2.JourneyVersion(
-                version=1,
+                version=version,
                 messages=[
                     journey_pb2.JourneyMessage(
                         message_id=m.message_id,
@@ -149,6 +150,7 @@ def _define_journey(world: World, journey_id: str, change: int) -> Call:
                     for m in world.messages[journey_id]
                 ],
             )
+            for version in VERSIONS
         ],
     )
     if rules.window != DEFAULT_ATTRIBUTION_WINDOW:
@@ -195,6 +197,7 @@ def _enter(e: Enrollment) -> Call:
             journey_id=e.journey_id,
             version=e.version,
             enter_time=ts(e.enter_time),
+            holdout=e.holdout,
         )
     )
 

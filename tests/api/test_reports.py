@@ -180,6 +180,7 @@ class TestMachineOpens:
         )
         report = await get_report(stub)
         assert report.engaged == engaged
+        assert report.versions[0].engaged == engaged
         assert touches(report) == {"email-1": {"OPENED": 1}}
 
     async def test_human_touch_engages_despite_excluded_machine_opens(self, stub: Stub) -> None:
@@ -205,4 +206,5 @@ class TestMachineOpens:
         )
         report = await get_report(stub)
         assert (report.entered, report.engaged) == (2, 1)
+        assert (report.versions[0].entered, report.versions[0].engaged) == (2, 1)
         assert touches(report) == {"email-1": {"OPENED": 2}}

@@ -442,9 +442,10 @@ def worlds(
                     next(enrollment_ids),
                     contact_id,
                     journey_id,
-                    1,
+                    draw(st.sampled_from((1, 1, 2))),
                     enter,
                     exit_time,
+                    holdout=draw(st.sampled_from((False, False, False, True))),
                 )
             )
         own_enrollments = [e for e in enrollments if e.contact_id == contact_id]

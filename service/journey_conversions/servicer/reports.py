@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db, domain, pagination, parse, render
+from journey_conversions import db, domain, pagination, parse, render, render_report
 from journey_conversions.calls import Call, rpc
 from journey_conversions.servicer.base import ServicerBase
 from journey_conversions.store import catalog, queries, reports
@@ -22,6 +22,8 @@ class ReportRpcs(ServicerBase):
         checker.identifier("journey_id", request.journey_id)
         if request.version < 0:
             checker.fail("version", "must be 0 (all versions) or more")
+        if request.baseline_version < 0:
+            checker.fail("baseline_version", "must be 0 (the lowest version with entries) or more")
         start = checker.timestamp("start_time", request, None, required=False)
         end = checker.timestamp("end_time", request, None, required=False)
         start = start or datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,11 +34,17 @@ class ReportRpcs(ServicerBase):
 
         async def work(conn: asyncpg.Connection) -> reports.Report:
             return await reports.journey_report(
-                conn, call.tenant_id, request.journey_id, request.version, start, end
+                conn,
+                call.tenant_id,
+                request.journey_id,
+                request.version,
+                start,
+                end,
+                request.baseline_version,
             )
 
         report = await db.transaction(self.pool, work)
-        return pb.GetJourneyReportResponse(report=render.report(report))
+        return pb.GetJourneyReportResponse(report=render_report.report(report))
 
     @rpc
     async def ExplainGoalEvent(

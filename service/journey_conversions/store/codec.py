@@ -99,6 +99,7 @@ def enrollment(row: Row) -> domain.Enrollment:
         enter_time=row["enter_time"],
         exit_time=row["exit_time"],
         exit_reason=domain.ExitReason(row["exit_reason"]),
+        holdout=row["holdout"],
     )
 
 
@@ -116,6 +117,8 @@ def award(row: Row) -> domain.Award:
         message_id=row["message_id"],
         step_id=row["step_id"],
         value=money(row["value_currency"], row["value_micros"]),
+        # Events written before touchpoint times were kept have none.
+        touchpoint_time=row.get("touchpoint_time"),
     )
 
 
@@ -135,10 +138,13 @@ def award_to_json(value: domain.Award) -> dict[str, Any]:
         "step_id": value.step_id,
         "value_currency": currency,
         "value_micros": micros,
+        "touchpoint_time": value.touchpoint_time.isoformat() if value.touchpoint_time else None,
     }
 
 
 def award_from_json(value: Mapping[str, Any]) -> domain.Award:
     row = dict(value)
     row["award_time"] = datetime.fromisoformat(value["award_time"])
+    if value.get("touchpoint_time"):
+        row["touchpoint_time"] = datetime.fromisoformat(value["touchpoint_time"])
     return award(row)

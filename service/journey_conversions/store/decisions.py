@@ -16,7 +16,7 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.store import catalog, codec, outbox
+from journey_conversions.store import catalog, codec, outbox, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -176,7 +176,26 @@ async def redecide(
     decisions = {c: decide(h) for c, h in histories.items()}
     outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
     awards = await _write_awards(conn, tenant_id, contact_list, decisions, since)
+    await _write_goal_met(conn, tenant_id, histories, decisions, since)
     return Changes(outcomes, awards)
+
+
+async def _write_goal_met(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    histories: dict[str, domain.ContactHistory],
+    decisions: dict[str, domain.Decision],
+    since: datetime,
+) -> None:
+    """Each re-decided enrollment's goal-met time (the report's holdout lift)."""
+    enrollment_ids: list[str] = []
+    times: list[datetime | None] = []
+    for contact, history in histories.items():
+        for enrollment in history.enrollments:
+            enrollment_ids.append(enrollment.enrollment_id)
+            times.append(decisions[contact].goal_met.get(enrollment.enrollment_id))
+    if enrollment_ids:
+        await conn.execute(sql.statement("goal_met"), tenant_id, since, enrollment_ids, times)
 
 
 async def lock_and_redecide(
@@ -262,13 +281,14 @@ def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
         award.step_id,
         currency,
         micros,
+        award.touchpoint_time,
     )
 
 
 _AWARD_COLUMNS = (
     "tenant_id, enrollment_id, conversion_id, contact_id, journey_id, version, source,"
     " award_time, goal_event_id, touchpoint_event_id, message_id, step_id, value_currency,"
-    " value_micros"
+    " value_micros, touchpoint_time"
 )
 
 
@@ -315,13 +335,14 @@ async def _write_awards(
     if upserts:
         await conn.executemany(
             f"insert into awards ({_AWARD_COLUMNS}) values"
-            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             " on conflict (tenant_id, enrollment_id, conversion_id) do update set"
             " source = excluded.source, award_time = excluded.award_time,"
             " goal_event_id = excluded.goal_event_id,"
             " touchpoint_event_id = excluded.touchpoint_event_id,"
             " message_id = excluded.message_id, step_id = excluded.step_id,"
-            " value_currency = excluded.value_currency, value_micros = excluded.value_micros",
+            " value_currency = excluded.value_currency, value_micros = excluded.value_micros,"
+            " touchpoint_time = excluded.touchpoint_time",
             [_award_row(tenant_id, a) for a in upserts],
         )
     await outbox.append(conn, tenant_id, events)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ from journey_conversions.errors import (
     Violation,
     idempotency_conflict,
 )
-from journey_conversions.store import catalog, codec, decisions
+from journey_conversions.store import catalog, codec, decisions, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -172,20 +172,8 @@ async def record_touchpoints(
     errors = await _check_catalog(conn, tenant_id, unique)
     writable = [t for t in unique if t.event_id not in errors]
     await lock_contacts(conn, tenant_id, (t.contact_id for t in writable))
-    # One round trip: insert, and say for each new touchpoint whether a goal event of its
-    # contact lies within its journey's window after it (then the contact is re-decided).
     rows = await conn.fetch(
-        f"with new as (insert into touchpoints (tenant_id, {_TOUCHPOINT_COLUMNS})"
-        " select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
-        " $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])"
-        " on conflict (tenant_id, event_id) do nothing"
-        " returning event_id, contact_id, journey_id, occur_time)"
-        " select new.event_id, new.contact_id, exists (select 1 from goal_events g"
-        " join journeys j on j.tenant_id = $1 and j.journey_id = new.journey_id"
-        " where g.tenant_id = $1 and g.contact_id = new.contact_id"
-        " and g.occur_time >= new.occur_time"
-        " and g.occur_time <= new.occur_time + make_interval(secs => j.window_seconds))"
-        " as touches_goal_event from new",
+        sql.statement("insert_touchpoints"),
         tenant_id,
         [t.event_id for t in writable],
         [t.contact_id for t in writable],
@@ -358,7 +346,7 @@ async def enter(
     await lock_contacts(conn, tenant_id, [new.contact_id])
     inserted = await conn.fetchval(
         "insert into enrollments (tenant_id, enrollment_id, contact_id, journey_id, version,"
-        " enter_time) values ($1, $2, $3, $4, $5, $6)"
+        " enter_time, holdout) values ($1, $2, $3, $4, $5, $6, $7)"
         " on conflict (tenant_id, enrollment_id) do nothing returning true",
         tenant_id,
         new.enrollment_id,
@@ -366,20 +354,17 @@ async def enter(
         new.journey_id,
         new.version,
         new.enter_time,
+        new.holdout,
     )
     stored = await get_enrollment(conn, tenant_id, new.enrollment_id)
     assert stored is not None
     if not inserted:
-        first = domain.Enrollment(
-            stored.enrollment_id,
-            stored.contact_id,
-            stored.journey_id,
-            stored.version,
-            stored.enter_time,
-        )
+        first = replace(stored, exit_time=None, exit_reason=domain.ExitReason.UNSPECIFIED)
         if first != new:
             raise idempotency_conflict("enrollment", new.enrollment_id)
         return stored
+    # Touchpoints may have arrived before the entry that they belong to.
+    await conn.execute(sql.statement("touch_facts"), tenant_id, [new.enrollment_id])
     if await decisions.has_events_since(conn, tenant_id, new.contact_id, new.enter_time):
         await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
     return stored
@@ -419,6 +404,8 @@ async def exit_enrollment(
         exit_time,
         int(reason),
     )
+    # The exit can end the period that the first touch lay in.
+    await conn.execute(sql.statement("touch_facts"), tenant_id, [enrollment_id])
     if await decisions.has_events_since(conn, tenant_id, current.contact_id, exit_time):
         await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
     stored = await get_enrollment(conn, tenant_id, enrollment_id)

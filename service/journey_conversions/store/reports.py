@@ -8,9 +8,10 @@ from datetime import datetime
 
 import asyncpg
 
-from journey_conversions import domain
+from journey_conversions import cohorts, domain
 from journey_conversions.errors import NotFound
 from journey_conversions.store import catalog
+from journey_conversions.store import cohorts as cohort_store
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Report:
     value: dict[str, int] = field(default_factory=dict)
     named: list[NamedFigures] = field(default_factory=list)
     credited_elsewhere: int = 0
+    cohort: cohorts.CohortFigures | None = None
 
 
 # $1 tenant, $2 journey, $3 version (0: all), $4 start, $5 end
@@ -107,13 +109,15 @@ async def journey_report(
     version: int,
     start: datetime,
     end: datetime,
+    baseline: int = 0,
 ) -> Report:
     journey = await catalog.load_journey(conn, tenant_id, journey_id)
     if journey is None:
         raise catalog.journey_not_found(journey_id)
     versions = [v for v in journey.versions if version in (0, v.version)]
-    if version and not versions:
-        raise NotFound("VERSION_NOT_FOUND", f"journey {journey_id!r} has no version {version}")
+    for asked in (version, baseline):
+        if asked and all(v.version != asked for v in journey.versions):
+            raise NotFound("VERSION_NOT_FOUND", f"journey {journey_id!r} has no version {asked}")
     args = (tenant_id, journey_id, version, start, end)
     report = Report(journey_id, version, start, end)
     row = await conn.fetchrow(_ENROLLMENT_FIGURES, *args, journey.exclude_machine_opens)
@@ -150,4 +154,29 @@ async def journey_report(
     report.value = dict(sorted(value.items()))
     report.repeat_goal_events = await conn.fetchval(_REPEATS, *args)
     report.credited_elsewhere = await conn.fetchval(_CREDITED_ELSEWHERE, *args)
+    report.cohort = await _cohort(conn, tenant_id, journey, version, start, end, baseline)
     return report
+
+
+async def _cohort(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey: domain.Journey,
+    version: int,
+    start: datetime,
+    end: datetime,
+    baseline: int,
+) -> cohorts.CohortFigures:
+    journey_id = journey.journey_id
+    counts = await cohort_store.version_counts(
+        conn, tenant_id, journey_id, start, end, journey.exclude_machine_opens
+    )
+    return cohorts.figures(
+        reported=[v.version for v in journey.versions if version in (0, v.version)],
+        counts=counts,
+        baseline=baseline or cohorts.default_baseline(counts),
+        durations=await cohort_store.time_to_conversion(
+            conn, tenant_id, journey_id, version, start, end
+        ),
+        values=await cohort_store.values(conn, tenant_id, journey_id, version, start, end),
+    )

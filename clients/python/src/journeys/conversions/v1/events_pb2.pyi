@@ -134,6 +134,7 @@ class Enrollment(_message.Message):
     ENTER_TIME_FIELD_NUMBER: _builtins.int
     EXIT_TIME_FIELD_NUMBER: _builtins.int
     EXIT_REASON_FIELD_NUMBER: _builtins.int
+    HOLDOUT_FIELD_NUMBER: _builtins.int
     enrollment_id: _builtins.str
     """The journey engine's enrollment id, unique per tenant; it is the idempotency key of
     EnterJourney.
@@ -146,6 +147,11 @@ class Enrollment(_message.Message):
     """The journey version the contact entered, which must be defined."""
     exit_reason: Global___ExitReason.ValueType
     """Output only. Why the contact left."""
+    holdout: _builtins.bool
+    """A holdout (control group) enrollment: the engine enrolls it and sends it nothing. It never
+    wins attribution or a triggered conversion, is not counted in entered, engaged or conversion
+    rates, and is compared with treated enrollments in the report's holdout lift.
+    """
     @_builtins.property
     def enter_time(self) -> _timestamp_pb2.Timestamp:
         """When the contact entered."""
@@ -164,10 +170,11 @@ class Enrollment(_message.Message):
         enter_time: _timestamp_pb2.Timestamp | None = ...,
         exit_time: _timestamp_pb2.Timestamp | None = ...,
         exit_reason: Global___ExitReason.ValueType = ...,
+        holdout: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["enter_time", b"enter_time", "exit_time", b"exit_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "enrollment_id", b"enrollment_id", "enter_time", b"enter_time", "exit_reason", b"exit_reason", "exit_time", b"exit_time", "journey_id", b"journey_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "enrollment_id", b"enrollment_id", "enter_time", b"enter_time", "exit_reason", b"exit_reason", "exit_time", b"exit_time", "holdout", b"holdout", "journey_id", b"journey_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from journeys.conversions.v1 import events_pb2 as journeys_dot_conversions_dot_v1_dot_events__pb2
 from journeys.conversions.v1 import journey_pb2 as journeys_dot_conversions_dot_v1_dot_journey__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$journeys/conversions/v1/report.proto\x12\x17journeys.conversions.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$journeys/conversions/v1/events.proto\x1a%journeys/conversions/v1/journey.proto\"W\n\x0b\x41\x63tionCount\x12\x39\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32).journeys.conversions.v1.TouchpointAction\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xaf\x01\n\rMessageReport\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x31\n\x07\x63hannel\x18\x02 \x01(\x0e\x32 .journeys.conversions.v1.Channel\x12\x39\n\x0btouchpoints\x18\x03 \x03(\x0b\x32$.journeys.conversions.v1.ActionCount\x12\x1c\n\x14\x63redited_conversions\x18\x04 \x01(\x03\"z\n\x15NamedConversionReport\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12-\n\x05value\x18\x04 \x03(\x0b\x32\x1e.journeys.conversions.v1.Money\"\xa8\x04\n\rJourneyReport\x12\x12\n\njourney_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65ntered\x18\x05 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x07 \x01(\x03\x12\x0f\n\x07\x65ngaged\x18\x08 \x01(\x03\x12\x38\n\x08messages\x18\t \x03(\x0b\x32&.journeys.conversions.v1.MessageReport\x12\x18\n\x10goal_conversions\x18\n \x01(\x03\x12\x1f\n\x17\x63onversion_rate_entered\x18\x0b \x01(\x01\x12\x1f\n\x17\x63onversion_rate_engaged\x18\x0c \x01(\x01\x12\x1a\n\x12repeat_goal_events\x18\r \x01(\x03\x12-\n\x05value\x18\x0e \x03(\x0b\x32\x1e.journeys.conversions.v1.Money\x12I\n\x11named_conversions\x18\x0f \x03(\x0b\x32..journeys.conversions.v1.NamedConversionReport\x12&\n\x1egoal_events_credited_elsewhere\x18\x10 \x01(\x03\x42>Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$journeys/conversions/v1/report.proto\x12\x17journeys.conversions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$journeys/conversions/v1/events.proto\x1a%journeys/conversions/v1/journey.proto\"W\n\x0b\x41\x63tionCount\x12\x39\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32).journeys.conversions.v1.TouchpointAction\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xaf\x01\n\rMessageReport\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x31\n\x07\x63hannel\x18\x02 \x01(\x0e\x32 .journeys.conversions.v1.Channel\x12\x39\n\x0btouchpoints\x18\x03 \x03(\x0b\x32$.journeys.conversions.v1.ActionCount\x12\x1c\n\x14\x63redited_conversions\x18\x04 \x01(\x03\"z\n\x15NamedConversionReport\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12-\n\x05value\x18\x04 \x03(\x0b\x32\x1e.journeys.conversions.v1.Money\"\xfa\x05\n\rJourneyReport\x12\x12\n\njourney_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65ntered\x18\x05 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x03\x12\x0e\n\x06\x65xited\x18\x07 \x01(\x03\x12\x0f\n\x07\x65ngaged\x18\x08 \x01(\x03\x12\x38\n\x08messages\x18\t \x03(\x0b\x32&.journeys.conversions.v1.MessageReport\x12\x18\n\x10goal_conversions\x18\n \x01(\x03\x12\x1f\n\x17\x63onversion_rate_entered\x18\x0b \x01(\x01\x12\x1f\n\x17\x63onversion_rate_engaged\x18\x0c \x01(\x01\x12\x1a\n\x12repeat_goal_events\x18\r \x01(\x03\x12-\n\x05value\x18\x0e \x03(\x0b\x32\x1e.journeys.conversions.v1.Money\x12I\n\x11named_conversions\x18\x0f \x03(\x0b\x32..journeys.conversions.v1.NamedConversionReport\x12&\n\x1egoal_events_credited_elsewhere\x18\x10 \x01(\x03\x12\x38\n\x08versions\x18\x11 \x03(\x0b\x32&.journeys.conversions.v1.VersionReport\x12\x18\n\x10\x62\x61seline_version\x18\x12 \x01(\x05\x12\x35\n\x07holdout\x18\x13 \x01(\x0b\x32$.journeys.conversions.v1.HoldoutLift\x12\x45\n\x12time_to_conversion\x18\x14 \x01(\x0b\x32).journeys.conversions.v1.TimeToConversion\"]\n\x0cRateEstimate\x12\x11\n\tsuccesses\x18\x01 \x01(\x03\x12\x0e\n\x06trials\x18\x02 \x01(\x03\x12\x0c\n\x04rate\x18\x03 \x01(\x01\x12\r\n\x05lower\x18\x04 \x01(\x01\x12\r\n\x05upper\x18\x05 \x01(\x01\"\xb4\x01\n\x0eRateDifference\x12\x12\n\ndifference\x18\x01 \x01(\x01\x12\r\n\x05lower\x18\x02 \x01(\x01\x12\r\n\x05upper\x18\x03 \x01(\x01\x12\x0f\n\x07p_value\x18\x04 \x01(\x01\x12 \n\x13relative_difference\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\x0fsufficient_data\x18\x06 \x01(\x08\x12\x0c\n\x04note\x18\x07 \x01(\tB\x16\n\x14_relative_difference\"\xe4\x03\n\rVersionReport\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0f\n\x07\x65ntered\x18\x02 \x01(\x03\x12\x0f\n\x07\x65ngaged\x18\x03 \x01(\x03\x12\x18\n\x10goal_conversions\x18\x04 \x01(\x03\x12\x46\n\x17\x63onversion_rate_entered\x18\x05 \x01(\x0b\x32%.journeys.conversions.v1.RateEstimate\x12\x46\n\x17\x63onversion_rate_engaged\x18\x06 \x01(\x0b\x32%.journeys.conversions.v1.RateEstimate\x12I\n\x18\x64ifference_from_baseline\x18\x07 \x01(\x0b\x32\'.journeys.conversions.v1.RateDifference\x12\x35\n\x07holdout\x18\x08 \x01(\x0b\x32$.journeys.conversions.v1.HoldoutLift\x12\x45\n\x12time_to_conversion\x18\t \x01(\x0b\x32).journeys.conversions.v1.TimeToConversion\x12-\n\x05value\x18\n \x03(\x0b\x32\x1e.journeys.conversions.v1.Money\"\xb4\x01\n\x0bHoldoutLift\x12\x36\n\x07treated\x18\x01 \x01(\x0b\x32%.journeys.conversions.v1.RateEstimate\x12\x36\n\x07holdout\x18\x02 \x01(\x0b\x32%.journeys.conversions.v1.RateEstimate\x12\x35\n\x04lift\x18\x03 \x01(\x0b\x32\'.journeys.conversions.v1.RateDifference\"\x83\x02\n\x10TimeToConversion\x12\x13\n\x0b\x63onversions\x18\x01 \x01(\x03\x12\x34\n\x11median_from_entry\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0ep90_from_entry\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x16median_from_last_touch\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13p90_from_last_touch\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB>Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +36,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'journeys.conversions.v1.rep
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1'
-  _globals['_ACTIONCOUNT']._serialized_start=175
-  _globals['_ACTIONCOUNT']._serialized_end=262
-  _globals['_MESSAGEREPORT']._serialized_start=265
-  _globals['_MESSAGEREPORT']._serialized_end=440
-  _globals['_NAMEDCONVERSIONREPORT']._serialized_start=442
-  _globals['_NAMEDCONVERSIONREPORT']._serialized_end=564
-  _globals['_JOURNEYREPORT']._serialized_start=567
-  _globals['_JOURNEYREPORT']._serialized_end=1119
+  _globals['_ACTIONCOUNT']._serialized_start=207
+  _globals['_ACTIONCOUNT']._serialized_end=294
+  _globals['_MESSAGEREPORT']._serialized_start=297
+  _globals['_MESSAGEREPORT']._serialized_end=472
+  _globals['_NAMEDCONVERSIONREPORT']._serialized_start=474
+  _globals['_NAMEDCONVERSIONREPORT']._serialized_end=596
+  _globals['_JOURNEYREPORT']._serialized_start=599
+  _globals['_JOURNEYREPORT']._serialized_end=1361
+  _globals['_RATEESTIMATE']._serialized_start=1363
+  _globals['_RATEESTIMATE']._serialized_end=1456
+  _globals['_RATEDIFFERENCE']._serialized_start=1459
+  _globals['_RATEDIFFERENCE']._serialized_end=1639
+  _globals['_VERSIONREPORT']._serialized_start=1642
+  _globals['_VERSIONREPORT']._serialized_end=2126
+  _globals['_HOLDOUTLIFT']._serialized_start=2129
+  _globals['_HOLDOUTLIFT']._serialized_end=2309
+  _globals['_TIMETOCONVERSION']._serialized_start=2312
+  _globals['_TIMETOCONVERSION']._serialized_end=2571
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -141,6 +142,10 @@ class JourneyReport(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     NAMED_CONVERSIONS_FIELD_NUMBER: _builtins.int
     GOAL_EVENTS_CREDITED_ELSEWHERE_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    BASELINE_VERSION_FIELD_NUMBER: _builtins.int
+    HOLDOUT_FIELD_NUMBER: _builtins.int
+    TIME_TO_CONVERSION_FIELD_NUMBER: _builtins.int
     journey_id: _builtins.str
     """The journey."""
     version: _builtins.int
@@ -167,6 +172,10 @@ class JourneyReport(_message.Message):
     """Goal events credited to this journey in the range whose enrollment had already converted."""
     goal_events_credited_elsewhere: _builtins.int
     """Goal events of this journey's participants, in the range, credited to another journey."""
+    baseline_version: _builtins.int
+    """The version the others are compared with: the request's baseline_version, or by default
+    the lowest version with treated entries in the range; 0 when no version has any.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """The start of the range, inclusive."""
@@ -187,6 +196,20 @@ class JourneyReport(_message.Message):
     def named_conversions(self) -> _containers.RepeatedCompositeFieldContainer[Global___NamedConversionReport]:
         """Each named conversion's awards in the range."""
 
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___VersionReport]:
+        """Per version, in version order, the figures of the enrollments that entered in the range
+        (the cohort); with one version requested, just that version.
+        """
+
+    @_builtins.property
+    def holdout(self) -> Global___HoldoutLift:
+        """Holdout lift over all the reported versions together."""
+
+    @_builtins.property
+    def time_to_conversion(self) -> Global___TimeToConversion:
+        """Time to conversion over all the reported versions together."""
+
     def __init__(
         self,
         *,
@@ -206,11 +229,274 @@ class JourneyReport(_message.Message):
         value: _abc.Iterable[_journey_pb2.Money] | None = ...,
         named_conversions: _abc.Iterable[Global___NamedConversionReport] | None = ...,
         goal_events_credited_elsewhere: _builtins.int = ...,
+        versions: _abc.Iterable[Global___VersionReport] | None = ...,
+        baseline_version: _builtins.int = ...,
+        holdout: Global___HoldoutLift | None = ...,
+        time_to_conversion: Global___TimeToConversion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "holdout", b"holdout", "start_time", b"start_time", "time_to_conversion", b"time_to_conversion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "end_time", b"end_time", "engaged", b"engaged", "entered", b"entered", "exited", b"exited", "goal_conversions", b"goal_conversions", "goal_events_credited_elsewhere", b"goal_events_credited_elsewhere", "journey_id", b"journey_id", "messages", b"messages", "named_conversions", b"named_conversions", "repeat_goal_events", b"repeat_goal_events", "start_time", b"start_time", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "baseline_version", b"baseline_version", "conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "end_time", b"end_time", "engaged", b"engaged", "entered", b"entered", "exited", b"exited", "goal_conversions", b"goal_conversions", "goal_events_credited_elsewhere", b"goal_events_credited_elsewhere", "holdout", b"holdout", "journey_id", b"journey_id", "messages", b"messages", "named_conversions", b"named_conversions", "repeat_goal_events", b"repeat_goal_events", "start_time", b"start_time", "time_to_conversion", b"time_to_conversion", "value", b"value", "version", b"version", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JourneyReport: _TypeAlias = JourneyReport  # noqa: Y015
+
+@_typing.final
+class RateEstimate(_message.Message):
+    """A proportion, successes / trials, with its 95% Wilson score interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESSES_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    successes: _builtins.int
+    """How many succeeded."""
+    trials: _builtins.int
+    """Out of how many."""
+    rate: _builtins.float
+    """successes / trials; 0 when trials is 0."""
+    lower: _builtins.float
+    """The lower end of the 95% Wilson score interval; 0 when trials is 0."""
+    upper: _builtins.float
+    """The upper end of the 95% Wilson score interval; 1 when trials is 0 (nothing is known)."""
+    def __init__(
+        self,
+        *,
+        successes: _builtins.int = ...,
+        trials: _builtins.int = ...,
+        rate: _builtins.float = ...,
+        lower: _builtins.float = ...,
+        upper: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lower", b"lower", "rate", b"rate", "successes", b"successes", "trials", b"trials", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateEstimate: _TypeAlias = RateEstimate  # noqa: Y015
+
+@_typing.final
+class RateDifference(_message.Message):
+    """How one rate differs from a baseline rate, and how sure that is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    RELATIVE_DIFFERENCE_FIELD_NUMBER: _builtins.int
+    SUFFICIENT_DATA_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    difference: _builtins.float
+    """This rate minus the baseline rate."""
+    lower: _builtins.float
+    """The lower end of the difference's 95% interval (Newcombe's hybrid score method)."""
+    upper: _builtins.float
+    """The upper end of the difference's 95% interval."""
+    p_value: _builtins.float
+    """The two-sided p-value of the pooled two-proportion z-test; 1 when it cannot be computed
+    (an arm without trials, or no successes or no failures at all).
+    """
+    relative_difference: _builtins.float
+    """The difference relative to the baseline rate; unset when the baseline rate is 0."""
+    sufficient_data: _builtins.bool
+    """False when either arm has fewer than 10 successes or fewer than 10 failures: then the
+    interval and p-value are too rough to mean anything, and note says why.
+    """
+    note: _builtins.str
+    """Why the data is insufficient, in plain words; empty when it is sufficient."""
+    def __init__(
+        self,
+        *,
+        difference: _builtins.float = ...,
+        lower: _builtins.float = ...,
+        upper: _builtins.float = ...,
+        p_value: _builtins.float = ...,
+        relative_difference: _builtins.float | None = ...,
+        sufficient_data: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_relative_difference", b"_relative_difference", "relative_difference", b"relative_difference"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_relative_difference", b"_relative_difference", "difference", b"difference", "lower", b"lower", "note", b"note", "p_value", b"p_value", "relative_difference", b"relative_difference", "sufficient_data", b"sufficient_data", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__relative_difference: _TypeAlias = _typing.Literal["relative_difference"]  # noqa: Y015
+    _WhichOneofArgType__relative_difference: _TypeAlias = _typing.Literal["_relative_difference", b"_relative_difference"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__relative_difference) -> _WhichOneofReturnType__relative_difference | None: ...
+
+Global___RateDifference: _TypeAlias = RateDifference  # noqa: Y015
+
+@_typing.final
+class VersionReport(_message.Message):
+    """The figures of one version's cohort: the treated (not holdout) enrollments that entered in the
+    range, followed up to the end of the range.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ENTERED_FIELD_NUMBER: _builtins.int
+    ENGAGED_FIELD_NUMBER: _builtins.int
+    GOAL_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_ENTERED_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_ENGAGED_FIELD_NUMBER: _builtins.int
+    DIFFERENCE_FROM_BASELINE_FIELD_NUMBER: _builtins.int
+    HOLDOUT_FIELD_NUMBER: _builtins.int
+    TIME_TO_CONVERSION_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The version."""
+    entered: _builtins.int
+    """Treated enrollments that entered in the range."""
+    engaged: _builtins.int
+    """Of those, the ones with a qualifying touchpoint of the journey while enrolled, before the
+    end of the range.
+    """
+    goal_conversions: _builtins.int
+    """Of those entered, the ones whose goal conversion (credited to this journey) happened before
+    the end of the range; an enrollment converts at most once.
+    """
+    @_builtins.property
+    def conversion_rate_entered(self) -> Global___RateEstimate:
+        """goal_conversions over entered."""
+
+    @_builtins.property
+    def conversion_rate_engaged(self) -> Global___RateEstimate:
+        """Engaged enrollments that converted, over engaged."""
+
+    @_builtins.property
+    def difference_from_baseline(self) -> Global___RateDifference:
+        """conversion_rate_entered against the baseline version's; unset for the baseline itself and
+        when there is no baseline.
+        """
+
+    @_builtins.property
+    def holdout(self) -> Global___HoldoutLift:
+        """The goal-met rate of this version's treated enrollments against its holdout enrollments."""
+
+    @_builtins.property
+    def time_to_conversion(self) -> Global___TimeToConversion:
+        """How long this cohort's goal conversions took."""
+
+    @_builtins.property
+    def value(self) -> _containers.RepeatedCompositeFieldContainer[_journey_pb2.Money]:
+        """The value of this cohort's goal conversions, per currency."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        entered: _builtins.int = ...,
+        engaged: _builtins.int = ...,
+        goal_conversions: _builtins.int = ...,
+        conversion_rate_entered: Global___RateEstimate | None = ...,
+        conversion_rate_engaged: Global___RateEstimate | None = ...,
+        difference_from_baseline: Global___RateDifference | None = ...,
+        holdout: Global___HoldoutLift | None = ...,
+        time_to_conversion: Global___TimeToConversion | None = ...,
+        value: _abc.Iterable[_journey_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "difference_from_baseline", b"difference_from_baseline", "holdout", b"holdout", "time_to_conversion", b"time_to_conversion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "difference_from_baseline", b"difference_from_baseline", "engaged", b"engaged", "entered", b"entered", "goal_conversions", b"goal_conversions", "holdout", b"holdout", "time_to_conversion", b"time_to_conversion", "value", b"value", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VersionReport: _TypeAlias = VersionReport  # noqa: Y015
+
+@_typing.final
+class HoldoutLift(_message.Message):
+    """Incrementality: how much more often treated enrollments met the goal than holdout ones.
+    Goal met means a goal event matching the journey's goal in force at its time, while
+    enrolled, before the end of the range, whichever journey was credited with it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREATED_FIELD_NUMBER: _builtins.int
+    HOLDOUT_FIELD_NUMBER: _builtins.int
+    LIFT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def treated(self) -> Global___RateEstimate:
+        """Treated enrollments that entered in the range, and how many met the goal."""
+
+    @_builtins.property
+    def holdout(self) -> Global___RateEstimate:
+        """Holdout enrollments that entered in the range, and how many met the goal."""
+
+    @_builtins.property
+    def lift(self) -> Global___RateDifference:
+        """The treated rate against the holdout rate (the lift), with its interval and p-value; unset
+        when there are no holdout enrollments.
+        """
+
+    def __init__(
+        self,
+        *,
+        treated: Global___RateEstimate | None = ...,
+        holdout: Global___RateEstimate | None = ...,
+        lift: Global___RateDifference | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["holdout", b"holdout", "lift", b"lift", "treated", b"treated"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holdout", b"holdout", "lift", b"lift", "treated", b"treated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldoutLift: _TypeAlias = HoldoutLift  # noqa: Y015
+
+@_typing.final
+class TimeToConversion(_message.Message):
+    """How long goal conversions took: from the enrollment's entry, and from the credited (last)
+    touchpoint, to the goal event. Percentiles interpolate linearly between the closest ranks
+    (Hyndman and Fan's definition 7, as Postgres percentile_cont); unset when there are no
+    conversions.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSIONS_FIELD_NUMBER: _builtins.int
+    MEDIAN_FROM_ENTRY_FIELD_NUMBER: _builtins.int
+    P90_FROM_ENTRY_FIELD_NUMBER: _builtins.int
+    MEDIAN_FROM_LAST_TOUCH_FIELD_NUMBER: _builtins.int
+    P90_FROM_LAST_TOUCH_FIELD_NUMBER: _builtins.int
+    conversions: _builtins.int
+    """How many goal conversions were measured."""
+    @_builtins.property
+    def median_from_entry(self) -> _duration_pb2.Duration:
+        """The median time from entry."""
+
+    @_builtins.property
+    def p90_from_entry(self) -> _duration_pb2.Duration:
+        """The 90th percentile of the time from entry."""
+
+    @_builtins.property
+    def median_from_last_touch(self) -> _duration_pb2.Duration:
+        """The median time from the credited touchpoint."""
+
+    @_builtins.property
+    def p90_from_last_touch(self) -> _duration_pb2.Duration:
+        """The 90th percentile of the time from the credited touchpoint."""
+
+    def __init__(
+        self,
+        *,
+        conversions: _builtins.int = ...,
+        median_from_entry: _duration_pb2.Duration | None = ...,
+        p90_from_entry: _duration_pb2.Duration | None = ...,
+        median_from_last_touch: _duration_pb2.Duration | None = ...,
+        p90_from_last_touch: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["median_from_entry", b"median_from_entry", "median_from_last_touch", b"median_from_last_touch", "p90_from_entry", b"p90_from_entry", "p90_from_last_touch", b"p90_from_last_touch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversions", b"conversions", "median_from_entry", b"median_from_entry", "median_from_last_touch", b"median_from_last_touch", "p90_from_entry", b"p90_from_entry", "p90_from_last_touch", b"p90_from_last_touch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeToConversion: _TypeAlias = TimeToConversion  # noqa: Y015

@@ -1052,10 +1052,15 @@ class GetJourneyReportRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    BASELINE_VERSION_FIELD_NUMBER: _builtins.int
     journey_id: _builtins.str
     """The journey."""
     version: _builtins.int
     """One version, or 0 for all."""
+    baseline_version: _builtins.int
+    """The version the others are compared with; 0 for the lowest version with treated entries in
+    the range.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """The start of the range, inclusive; unset for the start of time."""
@@ -1071,10 +1076,11 @@ class GetJourneyReportRequest(_message.Message):
         version: _builtins.int = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        baseline_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_version", b"baseline_version", "end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

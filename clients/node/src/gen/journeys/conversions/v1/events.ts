@@ -217,6 +217,12 @@ export interface Enrollment {
     | undefined;
   /** Output only. Why the contact left. */
   exitReason: ExitReason;
+  /**
+   * A holdout (control group) enrollment: the engine enrolls it and sends it nothing. It never
+   * wins attribution or a triggered conversion, is not counted in entered, engaged or conversion
+   * rates, and is compared with treated enrollments in the report's holdout lift.
+   */
+  holdout: boolean;
 }
 
 /** An interaction of a contact with a journey message, reported by a messaging gateway. */
@@ -320,6 +326,7 @@ function createBaseEnrollment(): Enrollment {
     enterTime: undefined,
     exitTime: undefined,
     exitReason: 0,
+    holdout: false,
   };
 }
 
@@ -345,6 +352,9 @@ export const Enrollment: MessageFns<Enrollment> = {
     }
     if (message.exitReason !== 0) {
       writer.uint32(56).int32(message.exitReason);
+    }
+    if (message.holdout !== false) {
+      writer.uint32(64).bool(message.holdout);
     }
     return writer;
   },
@@ -418,6 +428,14 @@ export const Enrollment: MessageFns<Enrollment> = {
             message.exitReason = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.holdout = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -463,6 +481,7 @@ export const Enrollment: MessageFns<Enrollment> = {
         : isSet(object.exit_reason)
         ? exitReasonFromJSON(object.exit_reason)
         : 0,
+      holdout: isSet(object.holdout) ? globalThis.Boolean(object.holdout) : false,
     };
   },
 
@@ -489,6 +508,9 @@ export const Enrollment: MessageFns<Enrollment> = {
     if (message.exitReason !== 0) {
       obj.exitReason = exitReasonToJSON(message.exitReason);
     }
+    if (message.holdout !== false) {
+      obj.holdout = message.holdout;
+    }
     return obj;
   },
 
@@ -504,6 +526,7 @@ export const Enrollment: MessageFns<Enrollment> = {
     message.enterTime = object.enterTime ?? undefined;
     message.exitTime = object.exitTime ?? undefined;
     message.exitReason = object.exitReason ?? 0;
+    message.holdout = object.holdout ?? false;
     return message;
   },
 };

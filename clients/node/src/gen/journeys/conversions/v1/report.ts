@@ -3,6 +3,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Duration } from "../../../google/protobuf/duration";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 import { TouchpointAction, touchpointActionFromJSON, touchpointActionToJSON } from "./events";
 import { Channel, channelFromJSON, channelToJSON, Money } from "./journey";
@@ -87,6 +88,154 @@ export interface JourneyReport {
   namedConversions: NamedConversionReport[];
   /** Goal events of this journey's participants, in the range, credited to another journey. */
   goalEventsCreditedElsewhere: number;
+  /**
+   * Per version, in version order, the figures of the enrollments that entered in the range
+   * (the cohort); with one version requested, just that version.
+   */
+  versions: VersionReport[];
+  /**
+   * The version the others are compared with: the request's baseline_version, or by default
+   * the lowest version with treated entries in the range; 0 when no version has any.
+   */
+  baselineVersion: number;
+  /** Holdout lift over all the reported versions together. */
+  holdout:
+    | HoldoutLift
+    | undefined;
+  /** Time to conversion over all the reported versions together. */
+  timeToConversion: TimeToConversion | undefined;
+}
+
+/** A proportion, successes / trials, with its 95% Wilson score interval. */
+export interface RateEstimate {
+  /** How many succeeded. */
+  successes: number;
+  /** Out of how many. */
+  trials: number;
+  /** successes / trials; 0 when trials is 0. */
+  rate: number;
+  /** The lower end of the 95% Wilson score interval; 0 when trials is 0. */
+  lower: number;
+  /** The upper end of the 95% Wilson score interval; 1 when trials is 0 (nothing is known). */
+  upper: number;
+}
+
+/** How one rate differs from a baseline rate, and how sure that is. */
+export interface RateDifference {
+  /** This rate minus the baseline rate. */
+  difference: number;
+  /** The lower end of the difference's 95% interval (Newcombe's hybrid score method). */
+  lower: number;
+  /** The upper end of the difference's 95% interval. */
+  upper: number;
+  /**
+   * The two-sided p-value of the pooled two-proportion z-test; 1 when it cannot be computed
+   * (an arm without trials, or no successes or no failures at all).
+   */
+  pValue: number;
+  /** The difference relative to the baseline rate; unset when the baseline rate is 0. */
+  relativeDifference?:
+    | number
+    | undefined;
+  /**
+   * False when either arm has fewer than 10 successes or fewer than 10 failures: then the
+   * interval and p-value are too rough to mean anything, and note says why.
+   */
+  sufficientData: boolean;
+  /** Why the data is insufficient, in plain words; empty when it is sufficient. */
+  note: string;
+}
+
+/**
+ * The figures of one version's cohort: the treated (not holdout) enrollments that entered in the
+ * range, followed up to the end of the range.
+ */
+export interface VersionReport {
+  /** The version. */
+  version: number;
+  /** Treated enrollments that entered in the range. */
+  entered: number;
+  /**
+   * Of those, the ones with a qualifying touchpoint of the journey while enrolled, before the
+   * end of the range.
+   */
+  engaged: number;
+  /**
+   * Of those entered, the ones whose goal conversion (credited to this journey) happened before
+   * the end of the range; an enrollment converts at most once.
+   */
+  goalConversions: number;
+  /** goal_conversions over entered. */
+  conversionRateEntered:
+    | RateEstimate
+    | undefined;
+  /** Engaged enrollments that converted, over engaged. */
+  conversionRateEngaged:
+    | RateEstimate
+    | undefined;
+  /**
+   * conversion_rate_entered against the baseline version's; unset for the baseline itself and
+   * when there is no baseline.
+   */
+  differenceFromBaseline:
+    | RateDifference
+    | undefined;
+  /** The goal-met rate of this version's treated enrollments against its holdout enrollments. */
+  holdout:
+    | HoldoutLift
+    | undefined;
+  /** How long this cohort's goal conversions took. */
+  timeToConversion:
+    | TimeToConversion
+    | undefined;
+  /** The value of this cohort's goal conversions, per currency. */
+  value: Money[];
+}
+
+/**
+ * Incrementality: how much more often treated enrollments met the goal than holdout ones.
+ * Goal met means a goal event matching the journey's goal in force at its time, while
+ * enrolled, before the end of the range, whichever journey was credited with it.
+ */
+export interface HoldoutLift {
+  /** Treated enrollments that entered in the range, and how many met the goal. */
+  treated:
+    | RateEstimate
+    | undefined;
+  /** Holdout enrollments that entered in the range, and how many met the goal. */
+  holdout:
+    | RateEstimate
+    | undefined;
+  /**
+   * The treated rate against the holdout rate (the lift), with its interval and p-value; unset
+   * when there are no holdout enrollments.
+   */
+  lift: RateDifference | undefined;
+}
+
+/**
+ * How long goal conversions took: from the enrollment's entry, and from the credited (last)
+ * touchpoint, to the goal event. Percentiles interpolate linearly between the closest ranks
+ * (Hyndman and Fan's definition 7, as Postgres percentile_cont); unset when there are no
+ * conversions.
+ */
+export interface TimeToConversion {
+  /** How many goal conversions were measured. */
+  conversions: number;
+  /** The median time from entry. */
+  medianFromEntry:
+    | Duration
+    | undefined;
+  /** The 90th percentile of the time from entry. */
+  p90FromEntry:
+    | Duration
+    | undefined;
+  /** The median time from the credited touchpoint. */
+  medianFromLastTouch:
+    | Duration
+    | undefined;
+  /** The 90th percentile of the time from the credited touchpoint. */
+  p90FromLastTouch: Duration | undefined;
 }
 
 function createBaseActionCount(): ActionCount {
@@ -440,6 +589,10 @@ function createBaseJourneyReport(): JourneyReport {
     value: [],
     namedConversions: [],
     goalEventsCreditedElsewhere: 0,
+    versions: [],
+    baselineVersion: 0,
+    holdout: undefined,
+    timeToConversion: undefined,
   };
 }
 
@@ -492,6 +645,18 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     }
     if (message.goalEventsCreditedElsewhere !== 0) {
       writer.uint32(128).int64(message.goalEventsCreditedElsewhere);
+    }
+    for (const v of message.versions) {
+      VersionReport.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.baselineVersion !== 0) {
+      writer.uint32(144).int32(message.baselineVersion);
+    }
+    if (message.holdout !== undefined) {
+      HoldoutLift.encode(message.holdout, writer.uint32(154).fork()).join();
+    }
+    if (message.timeToConversion !== undefined) {
+      TimeToConversion.encode(message.timeToConversion, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -637,6 +802,38 @@ export const JourneyReport: MessageFns<JourneyReport> = {
             message.goalEventsCreditedElsewhere = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.versions.push(VersionReport.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.baselineVersion = reader.int32();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.holdout = HoldoutLift.decode(reader, reader.uint32());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.timeToConversion = TimeToConversion.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -707,6 +904,20 @@ export const JourneyReport: MessageFns<JourneyReport> = {
         : isSet(object.goal_events_credited_elsewhere)
         ? globalThis.Number(object.goal_events_credited_elsewhere)
         : 0,
+      versions: globalThis.Array.isArray(object?.versions)
+        ? object.versions.map((e: any) => VersionReport.fromJSON(e))
+        : [],
+      baselineVersion: isSet(object.baselineVersion)
+        ? globalThis.Number(object.baselineVersion)
+        : isSet(object.baseline_version)
+        ? globalThis.Number(object.baseline_version)
+        : 0,
+      holdout: isSet(object.holdout) ? HoldoutLift.fromJSON(object.holdout) : undefined,
+      timeToConversion: isSet(object.timeToConversion)
+        ? TimeToConversion.fromJSON(object.timeToConversion)
+        : isSet(object.time_to_conversion)
+        ? TimeToConversion.fromJSON(object.time_to_conversion)
+        : undefined,
     };
   },
 
@@ -760,6 +971,18 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     if (message.goalEventsCreditedElsewhere !== 0) {
       obj.goalEventsCreditedElsewhere = Math.round(message.goalEventsCreditedElsewhere);
     }
+    if (message.versions?.length) {
+      obj.versions = message.versions.map((e) => VersionReport.toJSON(e));
+    }
+    if (message.baselineVersion !== 0) {
+      obj.baselineVersion = Math.round(message.baselineVersion);
+    }
+    if (message.holdout !== undefined) {
+      obj.holdout = HoldoutLift.toJSON(message.holdout);
+    }
+    if (message.timeToConversion !== undefined) {
+      obj.timeToConversion = TimeToConversion.toJSON(message.timeToConversion);
+    }
     return obj;
   },
 
@@ -784,6 +1007,861 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     message.value = object.value?.map((e) => Money.fromPartial(e)) || [];
     message.namedConversions = object.namedConversions?.map((e) => NamedConversionReport.fromPartial(e)) || [];
     message.goalEventsCreditedElsewhere = object.goalEventsCreditedElsewhere ?? 0;
+    message.versions = object.versions?.map((e) => VersionReport.fromPartial(e)) || [];
+    message.baselineVersion = object.baselineVersion ?? 0;
+    message.holdout = (object.holdout !== undefined && object.holdout !== null)
+      ? HoldoutLift.fromPartial(object.holdout)
+      : undefined;
+    message.timeToConversion = (object.timeToConversion !== undefined && object.timeToConversion !== null)
+      ? TimeToConversion.fromPartial(object.timeToConversion)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRateEstimate(): RateEstimate {
+  return { successes: 0, trials: 0, rate: 0, lower: 0, upper: 0 };
+}
+
+export const RateEstimate: MessageFns<RateEstimate> = {
+  encode(message: RateEstimate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.successes !== 0) {
+      writer.uint32(8).int64(message.successes);
+    }
+    if (message.trials !== 0) {
+      writer.uint32(16).int64(message.trials);
+    }
+    if (message.rate !== 0) {
+      writer.uint32(25).double(message.rate);
+    }
+    if (message.lower !== 0) {
+      writer.uint32(33).double(message.lower);
+    }
+    if (message.upper !== 0) {
+      writer.uint32(41).double(message.upper);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RateEstimate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRateEstimate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.successes = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.trials = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.rate = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.lower = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.upper = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RateEstimate {
+    return {
+      successes: isSet(object.successes) ? globalThis.Number(object.successes) : 0,
+      trials: isSet(object.trials) ? globalThis.Number(object.trials) : 0,
+      rate: isSet(object.rate) ? globalThis.Number(object.rate) : 0,
+      lower: isSet(object.lower) ? globalThis.Number(object.lower) : 0,
+      upper: isSet(object.upper) ? globalThis.Number(object.upper) : 0,
+    };
+  },
+
+  toJSON(message: RateEstimate): unknown {
+    const obj: any = {};
+    if (message.successes !== 0) {
+      obj.successes = Math.round(message.successes);
+    }
+    if (message.trials !== 0) {
+      obj.trials = Math.round(message.trials);
+    }
+    if (message.rate !== 0) {
+      obj.rate = floatToJson(message.rate);
+    }
+    if (message.lower !== 0) {
+      obj.lower = floatToJson(message.lower);
+    }
+    if (message.upper !== 0) {
+      obj.upper = floatToJson(message.upper);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RateEstimate>, I>>(base?: I): RateEstimate {
+    return RateEstimate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RateEstimate>, I>>(object: I): RateEstimate {
+    const message = createBaseRateEstimate();
+    message.successes = object.successes ?? 0;
+    message.trials = object.trials ?? 0;
+    message.rate = object.rate ?? 0;
+    message.lower = object.lower ?? 0;
+    message.upper = object.upper ?? 0;
+    return message;
+  },
+};
+
+function createBaseRateDifference(): RateDifference {
+  return {
+    difference: 0,
+    lower: 0,
+    upper: 0,
+    pValue: 0,
+    relativeDifference: undefined,
+    sufficientData: false,
+    note: "",
+  };
+}
+
+export const RateDifference: MessageFns<RateDifference> = {
+  encode(message: RateDifference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.difference !== 0) {
+      writer.uint32(9).double(message.difference);
+    }
+    if (message.lower !== 0) {
+      writer.uint32(17).double(message.lower);
+    }
+    if (message.upper !== 0) {
+      writer.uint32(25).double(message.upper);
+    }
+    if (message.pValue !== 0) {
+      writer.uint32(33).double(message.pValue);
+    }
+    if (message.relativeDifference !== undefined) {
+      writer.uint32(41).double(message.relativeDifference);
+    }
+    if (message.sufficientData !== false) {
+      writer.uint32(48).bool(message.sufficientData);
+    }
+    if (message.note !== "") {
+      writer.uint32(58).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RateDifference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRateDifference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.difference = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.lower = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.upper = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.pValue = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.relativeDifference = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sufficientData = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RateDifference {
+    return {
+      difference: isSet(object.difference) ? globalThis.Number(object.difference) : 0,
+      lower: isSet(object.lower) ? globalThis.Number(object.lower) : 0,
+      upper: isSet(object.upper) ? globalThis.Number(object.upper) : 0,
+      pValue: isSet(object.pValue)
+        ? globalThis.Number(object.pValue)
+        : isSet(object.p_value)
+        ? globalThis.Number(object.p_value)
+        : 0,
+      relativeDifference: isSet(object.relativeDifference)
+        ? globalThis.Number(object.relativeDifference)
+        : isSet(object.relative_difference)
+        ? globalThis.Number(object.relative_difference)
+        : undefined,
+      sufficientData: isSet(object.sufficientData)
+        ? globalThis.Boolean(object.sufficientData)
+        : isSet(object.sufficient_data)
+        ? globalThis.Boolean(object.sufficient_data)
+        : false,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: RateDifference): unknown {
+    const obj: any = {};
+    if (message.difference !== 0) {
+      obj.difference = floatToJson(message.difference);
+    }
+    if (message.lower !== 0) {
+      obj.lower = floatToJson(message.lower);
+    }
+    if (message.upper !== 0) {
+      obj.upper = floatToJson(message.upper);
+    }
+    if (message.pValue !== 0) {
+      obj.pValue = floatToJson(message.pValue);
+    }
+    if (message.relativeDifference !== undefined) {
+      obj.relativeDifference = floatToJson(message.relativeDifference);
+    }
+    if (message.sufficientData !== false) {
+      obj.sufficientData = message.sufficientData;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RateDifference>, I>>(base?: I): RateDifference {
+    return RateDifference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RateDifference>, I>>(object: I): RateDifference {
+    const message = createBaseRateDifference();
+    message.difference = object.difference ?? 0;
+    message.lower = object.lower ?? 0;
+    message.upper = object.upper ?? 0;
+    message.pValue = object.pValue ?? 0;
+    message.relativeDifference = object.relativeDifference ?? undefined;
+    message.sufficientData = object.sufficientData ?? false;
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseVersionReport(): VersionReport {
+  return {
+    version: 0,
+    entered: 0,
+    engaged: 0,
+    goalConversions: 0,
+    conversionRateEntered: undefined,
+    conversionRateEngaged: undefined,
+    differenceFromBaseline: undefined,
+    holdout: undefined,
+    timeToConversion: undefined,
+    value: [],
+  };
+}
+
+export const VersionReport: MessageFns<VersionReport> = {
+  encode(message: VersionReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int32(message.version);
+    }
+    if (message.entered !== 0) {
+      writer.uint32(16).int64(message.entered);
+    }
+    if (message.engaged !== 0) {
+      writer.uint32(24).int64(message.engaged);
+    }
+    if (message.goalConversions !== 0) {
+      writer.uint32(32).int64(message.goalConversions);
+    }
+    if (message.conversionRateEntered !== undefined) {
+      RateEstimate.encode(message.conversionRateEntered, writer.uint32(42).fork()).join();
+    }
+    if (message.conversionRateEngaged !== undefined) {
+      RateEstimate.encode(message.conversionRateEngaged, writer.uint32(50).fork()).join();
+    }
+    if (message.differenceFromBaseline !== undefined) {
+      RateDifference.encode(message.differenceFromBaseline, writer.uint32(58).fork()).join();
+    }
+    if (message.holdout !== undefined) {
+      HoldoutLift.encode(message.holdout, writer.uint32(66).fork()).join();
+    }
+    if (message.timeToConversion !== undefined) {
+      TimeToConversion.encode(message.timeToConversion, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.value) {
+      Money.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VersionReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVersionReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.entered = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.engaged = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.goalConversions = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.conversionRateEntered = RateEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.conversionRateEngaged = RateEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.differenceFromBaseline = RateDifference.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.holdout = HoldoutLift.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.timeToConversion = TimeToConversion.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.value.push(Money.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VersionReport {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      entered: isSet(object.entered) ? globalThis.Number(object.entered) : 0,
+      engaged: isSet(object.engaged) ? globalThis.Number(object.engaged) : 0,
+      goalConversions: isSet(object.goalConversions)
+        ? globalThis.Number(object.goalConversions)
+        : isSet(object.goal_conversions)
+        ? globalThis.Number(object.goal_conversions)
+        : 0,
+      conversionRateEntered: isSet(object.conversionRateEntered)
+        ? RateEstimate.fromJSON(object.conversionRateEntered)
+        : isSet(object.conversion_rate_entered)
+        ? RateEstimate.fromJSON(object.conversion_rate_entered)
+        : undefined,
+      conversionRateEngaged: isSet(object.conversionRateEngaged)
+        ? RateEstimate.fromJSON(object.conversionRateEngaged)
+        : isSet(object.conversion_rate_engaged)
+        ? RateEstimate.fromJSON(object.conversion_rate_engaged)
+        : undefined,
+      differenceFromBaseline: isSet(object.differenceFromBaseline)
+        ? RateDifference.fromJSON(object.differenceFromBaseline)
+        : isSet(object.difference_from_baseline)
+        ? RateDifference.fromJSON(object.difference_from_baseline)
+        : undefined,
+      holdout: isSet(object.holdout) ? HoldoutLift.fromJSON(object.holdout) : undefined,
+      timeToConversion: isSet(object.timeToConversion)
+        ? TimeToConversion.fromJSON(object.timeToConversion)
+        : isSet(object.time_to_conversion)
+        ? TimeToConversion.fromJSON(object.time_to_conversion)
+        : undefined,
+      value: globalThis.Array.isArray(object?.value)
+        ? object.value.map((e: any) => Money.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: VersionReport): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.entered !== 0) {
+      obj.entered = Math.round(message.entered);
+    }
+    if (message.engaged !== 0) {
+      obj.engaged = Math.round(message.engaged);
+    }
+    if (message.goalConversions !== 0) {
+      obj.goalConversions = Math.round(message.goalConversions);
+    }
+    if (message.conversionRateEntered !== undefined) {
+      obj.conversionRateEntered = RateEstimate.toJSON(message.conversionRateEntered);
+    }
+    if (message.conversionRateEngaged !== undefined) {
+      obj.conversionRateEngaged = RateEstimate.toJSON(message.conversionRateEngaged);
+    }
+    if (message.differenceFromBaseline !== undefined) {
+      obj.differenceFromBaseline = RateDifference.toJSON(message.differenceFromBaseline);
+    }
+    if (message.holdout !== undefined) {
+      obj.holdout = HoldoutLift.toJSON(message.holdout);
+    }
+    if (message.timeToConversion !== undefined) {
+      obj.timeToConversion = TimeToConversion.toJSON(message.timeToConversion);
+    }
+    if (message.value?.length) {
+      obj.value = message.value.map((e) => Money.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VersionReport>, I>>(base?: I): VersionReport {
+    return VersionReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VersionReport>, I>>(object: I): VersionReport {
+    const message = createBaseVersionReport();
+    message.version = object.version ?? 0;
+    message.entered = object.entered ?? 0;
+    message.engaged = object.engaged ?? 0;
+    message.goalConversions = object.goalConversions ?? 0;
+    message.conversionRateEntered =
+      (object.conversionRateEntered !== undefined && object.conversionRateEntered !== null)
+        ? RateEstimate.fromPartial(object.conversionRateEntered)
+        : undefined;
+    message.conversionRateEngaged =
+      (object.conversionRateEngaged !== undefined && object.conversionRateEngaged !== null)
+        ? RateEstimate.fromPartial(object.conversionRateEngaged)
+        : undefined;
+    message.differenceFromBaseline =
+      (object.differenceFromBaseline !== undefined && object.differenceFromBaseline !== null)
+        ? RateDifference.fromPartial(object.differenceFromBaseline)
+        : undefined;
+    message.holdout = (object.holdout !== undefined && object.holdout !== null)
+      ? HoldoutLift.fromPartial(object.holdout)
+      : undefined;
+    message.timeToConversion = (object.timeToConversion !== undefined && object.timeToConversion !== null)
+      ? TimeToConversion.fromPartial(object.timeToConversion)
+      : undefined;
+    message.value = object.value?.map((e) => Money.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHoldoutLift(): HoldoutLift {
+  return { treated: undefined, holdout: undefined, lift: undefined };
+}
+
+export const HoldoutLift: MessageFns<HoldoutLift> = {
+  encode(message: HoldoutLift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.treated !== undefined) {
+      RateEstimate.encode(message.treated, writer.uint32(10).fork()).join();
+    }
+    if (message.holdout !== undefined) {
+      RateEstimate.encode(message.holdout, writer.uint32(18).fork()).join();
+    }
+    if (message.lift !== undefined) {
+      RateDifference.encode(message.lift, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldoutLift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldoutLift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.treated = RateEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.holdout = RateEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.lift = RateDifference.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldoutLift {
+    return {
+      treated: isSet(object.treated) ? RateEstimate.fromJSON(object.treated) : undefined,
+      holdout: isSet(object.holdout) ? RateEstimate.fromJSON(object.holdout) : undefined,
+      lift: isSet(object.lift) ? RateDifference.fromJSON(object.lift) : undefined,
+    };
+  },
+
+  toJSON(message: HoldoutLift): unknown {
+    const obj: any = {};
+    if (message.treated !== undefined) {
+      obj.treated = RateEstimate.toJSON(message.treated);
+    }
+    if (message.holdout !== undefined) {
+      obj.holdout = RateEstimate.toJSON(message.holdout);
+    }
+    if (message.lift !== undefined) {
+      obj.lift = RateDifference.toJSON(message.lift);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldoutLift>, I>>(base?: I): HoldoutLift {
+    return HoldoutLift.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldoutLift>, I>>(object: I): HoldoutLift {
+    const message = createBaseHoldoutLift();
+    message.treated = (object.treated !== undefined && object.treated !== null)
+      ? RateEstimate.fromPartial(object.treated)
+      : undefined;
+    message.holdout = (object.holdout !== undefined && object.holdout !== null)
+      ? RateEstimate.fromPartial(object.holdout)
+      : undefined;
+    message.lift = (object.lift !== undefined && object.lift !== null)
+      ? RateDifference.fromPartial(object.lift)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTimeToConversion(): TimeToConversion {
+  return {
+    conversions: 0,
+    medianFromEntry: undefined,
+    p90FromEntry: undefined,
+    medianFromLastTouch: undefined,
+    p90FromLastTouch: undefined,
+  };
+}
+
+export const TimeToConversion: MessageFns<TimeToConversion> = {
+  encode(message: TimeToConversion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversions !== 0) {
+      writer.uint32(8).int64(message.conversions);
+    }
+    if (message.medianFromEntry !== undefined) {
+      Duration.encode(message.medianFromEntry, writer.uint32(18).fork()).join();
+    }
+    if (message.p90FromEntry !== undefined) {
+      Duration.encode(message.p90FromEntry, writer.uint32(26).fork()).join();
+    }
+    if (message.medianFromLastTouch !== undefined) {
+      Duration.encode(message.medianFromLastTouch, writer.uint32(34).fork()).join();
+    }
+    if (message.p90FromLastTouch !== undefined) {
+      Duration.encode(message.p90FromLastTouch, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TimeToConversion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTimeToConversion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.conversions = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.medianFromEntry = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.p90FromEntry = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.medianFromLastTouch = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.p90FromLastTouch = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TimeToConversion {
+    return {
+      conversions: isSet(object.conversions) ? globalThis.Number(object.conversions) : 0,
+      medianFromEntry: isSet(object.medianFromEntry)
+        ? Duration.fromJSON(object.medianFromEntry)
+        : isSet(object.median_from_entry)
+        ? Duration.fromJSON(object.median_from_entry)
+        : undefined,
+      p90FromEntry: isSet(object.p90FromEntry)
+        ? Duration.fromJSON(object.p90FromEntry)
+        : isSet(object.p90_from_entry)
+        ? Duration.fromJSON(object.p90_from_entry)
+        : undefined,
+      medianFromLastTouch: isSet(object.medianFromLastTouch)
+        ? Duration.fromJSON(object.medianFromLastTouch)
+        : isSet(object.median_from_last_touch)
+        ? Duration.fromJSON(object.median_from_last_touch)
+        : undefined,
+      p90FromLastTouch: isSet(object.p90FromLastTouch)
+        ? Duration.fromJSON(object.p90FromLastTouch)
+        : isSet(object.p90_from_last_touch)
+        ? Duration.fromJSON(object.p90_from_last_touch)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TimeToConversion): unknown {
+    const obj: any = {};
+    if (message.conversions !== 0) {
+      obj.conversions = Math.round(message.conversions);
+    }
+    if (message.medianFromEntry !== undefined) {
+      obj.medianFromEntry = Duration.toJSON(message.medianFromEntry);
+    }
+    if (message.p90FromEntry !== undefined) {
+      obj.p90FromEntry = Duration.toJSON(message.p90FromEntry);
+    }
+    if (message.medianFromLastTouch !== undefined) {
+      obj.medianFromLastTouch = Duration.toJSON(message.medianFromLastTouch);
+    }
+    if (message.p90FromLastTouch !== undefined) {
+      obj.p90FromLastTouch = Duration.toJSON(message.p90FromLastTouch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TimeToConversion>, I>>(base?: I): TimeToConversion {
+    return TimeToConversion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TimeToConversion>, I>>(object: I): TimeToConversion {
+    const message = createBaseTimeToConversion();
+    message.conversions = object.conversions ?? 0;
+    message.medianFromEntry = (object.medianFromEntry !== undefined && object.medianFromEntry !== null)
+      ? Duration.fromPartial(object.medianFromEntry)
+      : undefined;
+    message.p90FromEntry = (object.p90FromEntry !== undefined && object.p90FromEntry !== null)
+      ? Duration.fromPartial(object.p90FromEntry)
+      : undefined;
+    message.medianFromLastTouch = (object.medianFromLastTouch !== undefined && object.medianFromLastTouch !== null)
+      ? Duration.fromPartial(object.medianFromLastTouch)
+      : undefined;
+    message.p90FromLastTouch = (object.p90FromLastTouch !== undefined && object.p90FromLastTouch !== null)
+      ? Duration.fromPartial(object.p90FromLastTouch)
+      : undefined;
     return message;
   },
 };

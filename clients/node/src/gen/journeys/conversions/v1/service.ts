@@ -402,7 +402,14 @@ export interface GetJourneyReportRequest {
     | Date
     | undefined;
   /** The end of the range, exclusive; unset for now. */
-  endTime: Date | undefined;
+  endTime:
+    | Date
+    | undefined;
+  /**
+   * The version the others are compared with; 0 for the lowest version with treated entries in
+   * the range.
+   */
+  baselineVersion: number;
 }
 
 /** The response of GetJourneyReport. */
@@ -3612,7 +3619,7 @@ export const StreamConversionEventsResponse: MessageFns<StreamConversionEventsRe
 };
 
 function createBaseGetJourneyReportRequest(): GetJourneyReportRequest {
-  return { journeyId: "", version: 0, startTime: undefined, endTime: undefined };
+  return { journeyId: "", version: 0, startTime: undefined, endTime: undefined, baselineVersion: 0 };
 }
 
 export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
@@ -3628,6 +3635,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     }
     if (message.endTime !== undefined) {
       Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
+    }
+    if (message.baselineVersion !== 0) {
+      writer.uint32(40).int32(message.baselineVersion);
     }
     return writer;
   },
@@ -3677,6 +3687,14 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
             message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.baselineVersion = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3707,6 +3725,11 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
         : isSet(object.end_time)
         ? fromJsonTimestamp(object.end_time)
         : undefined,
+      baselineVersion: isSet(object.baselineVersion)
+        ? globalThis.Number(object.baselineVersion)
+        : isSet(object.baseline_version)
+        ? globalThis.Number(object.baseline_version)
+        : 0,
     };
   },
 
@@ -3724,6 +3747,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     if (message.endTime !== undefined) {
       obj.endTime = message.endTime.toISOString();
     }
+    if (message.baselineVersion !== 0) {
+      obj.baselineVersion = Math.round(message.baselineVersion);
+    }
     return obj;
   },
 
@@ -3736,6 +3762,7 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     message.version = object.version ?? 0;
     message.startTime = object.startTime ?? undefined;
     message.endTime = object.endTime ?? undefined;
+    message.baselineVersion = object.baselineVersion ?? 0;
     return message;
   },
 };

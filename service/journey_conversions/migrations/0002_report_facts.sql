@@ -1,0 +1,37 @@
+-- Per-enrollment facts that keep journey reports fast and exact. Each is kept in the same
+-- transaction as the write that changes it (store/facts.py), so a report reads them instead of
+-- aggregating raw touchpoints; store/facts.sql rebuilds them from raw rows.
+
+-- A holdout (control group) enrollment: enrolled, sent nothing, never credited.
+alter table enrollments add column holdout boolean not null default false;
+-- The first touchpoint of the journey while enrolled (enter_time <= t <= exit_time), and the
+-- first that is not a machine-generated open: "engaged" picks one by the journey's
+-- exclude_machine_opens, so changing that setting needs no rebuild.
+alter table enrollments add column first_touch_time timestamptz;
+alter table enrollments add column first_human_touch_time timestamptz;
+-- The first goal event matching the journey's goal in force at its time while enrolled,
+-- whichever journey was credited (the holdout lift's "goal met").
+alter table enrollments add column goal_met_time timestamptz;
+
+-- The credited touchpoint's time, for time-to-conversion figures.
+alter table awards add column touchpoint_time timestamptz;
+update awards a set touchpoint_time = t.occur_time
+from touchpoints t
+where t.tenant_id = a.tenant_id and t.event_id = a.touchpoint_event_id;
+
+-- Existing enrollments: their touchpoint facts from the stored touchpoints.
+update enrollments e set
+    first_touch_time = f.first_touch_time,
+    first_human_touch_time = f.first_human_touch_time
+from (
+    select e2.tenant_id, e2.enrollment_id,
+        min(t.occur_time) as first_touch_time,
+        min(t.occur_time) filter (where not (t.machine_generated and t.action = 2))
+            as first_human_touch_time
+    from enrollments e2
+    join touchpoints t on t.tenant_id = e2.tenant_id and t.contact_id = e2.contact_id
+        and t.journey_id = e2.journey_id and t.occur_time >= e2.enter_time
+        and (e2.exit_time is null or t.occur_time <= e2.exit_time)
+    group by e2.tenant_id, e2.enrollment_id
+) f
+where e.tenant_id = f.tenant_id and e.enrollment_id = f.enrollment_id;

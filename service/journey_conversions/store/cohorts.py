@@ -1,0 +1,88 @@
+"""Reading a report's cohort (the enrollments that entered in its range) from the per-enrollment
+facts that writes keep (migration 0002): a scan of the journey's enrollments in the range, never
+of its touchpoints."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from journey_conversions.cohorts import ArmCounts, TimeToConversion, VersionCounts
+from journey_conversions.store import sql
+
+
+async def version_counts(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    start: datetime,
+    end: datetime,
+    exclude_machine_opens: bool,
+) -> dict[int, VersionCounts]:
+    """Every version's counts (also those not reported: one may be the baseline)."""
+    counts: dict[int, VersionCounts] = defaultdict(VersionCounts)
+    for row in await conn.fetch(
+        sql.statement("cohort_counts"), tenant_id, journey_id, start, end, 0, exclude_machine_opens
+    ):
+        arm = ArmCounts(
+            row["entered"],
+            row["engaged"],
+            row["converted"],
+            row["converted_engaged"],
+            row["goal_met"],
+        )
+        version = counts[row["version"]]
+        if row["holdout"]:
+            counts[row["version"]] = VersionCounts(version.treated, arm)
+        else:
+            counts[row["version"]] = VersionCounts(arm, version.holdout)
+    return dict(counts)
+
+
+def _seconds(values: list[float] | None, index: int) -> timedelta | None:
+    if not values or values[index] is None:
+        return None
+    return timedelta(seconds=float(values[index]))
+
+
+async def time_to_conversion(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+) -> dict[int | None, TimeToConversion]:
+    """Per version, and under None over all the versions asked for."""
+    found: dict[int | None, TimeToConversion] = {}
+    for row in await conn.fetch(
+        sql.statement("cohort_conversions"), tenant_id, journey_id, start, end, version
+    ):
+        entry, touch = row["from_entry"], row["from_last_touch"]
+        found[row["version"]] = TimeToConversion(
+            conversions=row["conversions"],
+            median_from_entry=_seconds(entry, 0),
+            p90_from_entry=_seconds(entry, 1),
+            median_from_last_touch=_seconds(touch, 0),
+            p90_from_last_touch=_seconds(touch, 1),
+        )
+    return found
+
+
+async def values(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+) -> dict[int, dict[str, int]]:
+    """Per version, the value of its cohort's goal conversions, per currency (micros)."""
+    found: dict[int, dict[str, int]] = defaultdict(dict)
+    for row in await conn.fetch(
+        sql.statement("cohort_value"), tenant_id, journey_id, start, end, version
+    ):
+        found[row["version"]][row["currency"]] = row["micros"]
+    return dict(found)

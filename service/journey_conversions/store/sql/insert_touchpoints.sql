@@ -1,0 +1,40 @@
+-- Inserts touchpoints idempotently in one round trip, keeps the first-touch facts of the
+-- enrollments they touch (an enrollment is touched by a touchpoint of its journey while it is
+-- active), and says for each new touchpoint whether a goal event of its contact lies within its
+-- journey's window after it: then the contact must be re-decided.
+-- $1 tenant; $2.. the columns, one array each.
+with new as (
+    insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version, message_id,
+        channel, action, occur_time, machine_generated)
+    select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+        $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])
+    on conflict (tenant_id, event_id) do nothing
+    returning event_id, contact_id, journey_id, occur_time,
+        machine_generated and action = 2 as machine_open
+),
+firsts as (
+    select e.enrollment_id, min(new.occur_time) as any_time,
+        min(new.occur_time) filter (where not new.machine_open) as human_time
+    from new
+    join enrollments e on e.tenant_id = $1 and e.contact_id = new.contact_id
+        and e.journey_id = new.journey_id and e.enter_time <= new.occur_time
+        and (e.exit_time is null or e.exit_time >= new.occur_time)
+    group by e.enrollment_id
+),
+engaged as (
+    update enrollments e set
+        first_touch_time = least(e.first_touch_time, f.any_time),
+        first_human_touch_time = least(e.first_human_touch_time, f.human_time)
+    from firsts f
+    where e.tenant_id = $1 and e.enrollment_id = f.enrollment_id
+        and (e.first_touch_time is distinct from least(e.first_touch_time, f.any_time)
+            or e.first_human_touch_time is distinct from least(e.first_human_touch_time, f.human_time))
+)
+select new.event_id, new.contact_id, exists (
+    select 1 from goal_events g
+    join journeys j on j.tenant_id = $1 and j.journey_id = new.journey_id
+    where g.tenant_id = $1 and g.contact_id = new.contact_id
+        and g.occur_time >= new.occur_time
+        and g.occur_time <= new.occur_time + make_interval(secs => j.window_seconds)
+) as touches_goal_event
+from new

@@ -1,0 +1,166 @@
+"""The report's cohort figures through the real server equal the report model's, computed from
+scratch over the raw events, whatever the delivery order, repeats and batching.
+
+Random worlds (two versions per journey, holdout enrollments, late and repeated events) are
+delivered as in test_attribution_properties; then, for every journey and a random range,
+version and baseline, GetJourneyReport must give the model's counts, rates and intervals,
+comparisons, holdout lift and time to conversion (tests/report_model.py).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from google.protobuf import duration_pb2
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+from journeys.conversions.v1 import report_pb2
+from journeys.conversions.v1 import service_pb2 as pb
+
+from tests.api.test_attribution_properties import (
+    BASE,
+    VERSIONS,
+    WORLDS,
+    Metadata,
+    deliver,
+    tasks_of,
+    ts,
+)
+from tests.hypothesis_profiles import examples
+from tests.report_model import ModelDifference, ModelRate, ModelVersion, cohort
+from tests.unit.strategies import World
+
+if TYPE_CHECKING:
+    from tests.builders import Stub
+
+REL, ABS = 1e-9, 1e-12  # floating-point agreement of two implementations
+
+
+def assert_rate(found: report_pb2.RateEstimate, expected: ModelRate) -> None:
+    assert (found.successes, found.trials) == (expected.successes, expected.trials)
+    assert (found.rate, found.lower, found.upper) == pytest.approx(
+        (expected.rate, expected.lower, expected.upper), rel=REL, abs=ABS
+    )
+
+
+def assert_difference(found: report_pb2.RateDifference, expected: ModelDifference | None) -> None:
+    numbers = (found.difference, found.lower, found.upper, found.p_value)
+    assert all(math.isfinite(n) for n in numbers)
+    assert found.lower <= found.difference <= found.upper
+    if expected is None:  # an arm without entries: nothing the model can compare
+        return
+    assert numbers == pytest.approx(
+        (expected.difference, expected.lower, expected.upper, expected.p_value), rel=REL, abs=ABS
+    )
+    assert found.sufficient_data == expected.sufficient_data
+    assert (found.note == "") == expected.sufficient_data
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    return value.ToTimedelta().total_seconds()
+
+
+def assert_version(found: report_pb2.VersionReport, expected: ModelVersion, baseline: int) -> None:
+    assert found.version == expected.version
+    counts = (found.entered, found.engaged, found.goal_conversions)
+    assert counts == (expected.entered, expected.engaged, expected.goal_conversions)
+    assert_rate(found.conversion_rate_entered, expected.rate_entered)
+    assert_rate(found.conversion_rate_engaged, expected.rate_engaged)
+    compared = baseline not in (0, expected.version)
+    assert found.HasField("difference_from_baseline") == compared
+    if compared:
+        assert_difference(found.difference_from_baseline, expected.difference)
+    assert_rate(found.holdout.treated, expected.treated_goal_met)
+    assert_rate(found.holdout.holdout, expected.holdout_goal_met)
+    assert found.holdout.HasField("lift") == (expected.holdout_goal_met.trials > 0)
+    if found.holdout.HasField("lift"):
+        assert_difference(found.holdout.lift, expected.lift)
+    timing = found.time_to_conversion
+    assert timing.conversions == expected.conversions_timed
+    if expected.from_entry is None:
+        assert not timing.HasField("median_from_entry")
+    else:
+        assert (seconds(timing.median_from_entry), seconds(timing.p90_from_entry)) == (
+            pytest.approx(expected.from_entry, abs=1e-5)
+        )
+    if expected.from_last_touch is not None:
+        last_touch = (seconds(timing.median_from_last_touch), seconds(timing.p90_from_last_touch))
+        assert last_touch == pytest.approx(expected.from_last_touch, abs=1e-5)
+
+
+def ranges(world: World) -> st.SearchStrategy[tuple[datetime | None, datetime | None]]:
+    """Unset (all time), or edges on the world's hour grid and at its events' own times."""
+    times = sorted(
+        {e.enter_time for e in world.enrollments} | {g.occur_time for g in world.goal_events}
+    )
+    edge = st.one_of(
+        st.none(),
+        st.integers(0, 25 * 24).map(lambda h: BASE + timedelta(hours=h)),
+        st.sampled_from(times) if times else st.none(),
+    )
+
+    def ordered(edges: tuple[datetime | None, datetime | None]) -> bool:
+        start, end = edges
+        return start is None or end is None or start < end
+
+    return st.tuples(edge, edge).filter(ordered)
+
+
+@settings(
+    max_examples=examples(40, 1000),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(world=WORLDS, data=st.data())
+async def test_report_cohort_figures_equal_the_models(
+    stub: Stub, world: World, data: st.DataObject
+) -> None:
+    md: Metadata = (("x-tenant-id", f"report-{uuid.uuid4().hex}"),)
+    note(f"journeys={world.journeys!r}")
+    note(f"enrollments={world.enrollments!r}")
+    note(f"touchpoints={world.touchpoints!r}")
+    note(f"goal_events={world.goal_events!r}")
+    await deliver(stub, md, tasks_of(world), data)
+    awards = world.model().awards
+    now = datetime.now(UTC)
+    for journey_id, rules in world.journeys.items():
+        start, end = data.draw(ranges(world), label="range")
+        version = data.draw(st.sampled_from((0, 0, *VERSIONS)), label="version")
+        baseline = data.draw(st.sampled_from((0, 0, *VERSIONS)), label="baseline")
+        request = pb.GetJourneyReportRequest(
+            journey_id=journey_id, version=version, baseline_version=baseline
+        )
+        if start is not None:
+            request.start_time.CopyFrom(ts(start))
+        if end is not None:
+            request.end_time.CopyFrom(ts(end))
+        report = (await stub.GetJourneyReport(request, metadata=md)).report
+        expected_baseline, expected = cohort(
+            rules,
+            [version] if version else list(VERSIONS),
+            list(world.enrollments),
+            list(world.touchpoints),
+            list(world.goal_events),
+            awards,
+            start or datetime(1970, 1, 1, tzinfo=UTC),
+            end or now,
+            baseline,
+        )
+        assert report.baseline_version == expected_baseline
+        assert [v.version for v in report.versions] == [v.version for v in expected]
+        for found, model in zip(report.versions, expected, strict=True):
+            assert_version(found, model, expected_baseline)
+            if model.goal_conversions:
+                event("a version with conversions")
+            if model.holdout_goal_met.trials:
+                event("a version with holdout entries")
+            if model.engaged != model.entered:
+                event("a version with unengaged entries")

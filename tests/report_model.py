@@ -1,0 +1,218 @@
+"""A reference model of the journey report's cohort figures, written straight from the README's
+definitions over the raw events of a world and the attribution model's awards.
+
+It shares no code with the service's report path: counts come from scanning every event, the
+statistics from statsmodels and the percentiles from numpy (method "linear", Hyndman and Fan's
+definition 7), so a test that compares the two checks the service's SQL, facts and formulas.
+
+Definitions (the cohort of a range [start, end)):
+- entered: enrollments of the version and arm (treated or holdout) that entered in the range;
+- engaged: of those, the ones with a touchpoint of the journey at a time t with
+  enter <= t <= exit and t < end, not a machine-generated open when the journey excludes them;
+- converted: of those, the ones holding the goal conversion (an award with the empty
+  conversion id) at a time before end;
+- goal met: of those, the ones with a goal event of their contact at a time t with
+  enter <= t <= exit and t < end that matches the journey's goal in force at t;
+- the baseline is the requested version, else the lowest version with treated entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from statsmodels.stats.proportion import (  # type: ignore[import-untyped]
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
+
+from journey_conversions.domain import (
+    GOAL_CONVERSION,
+    Action,
+    Enrollment,
+    GoalEvent,
+    JourneyRules,
+    Touchpoint,
+)
+from tests.reference_model import ModelAward, criterion_at, criterion_meets
+
+
+@dataclass(frozen=True)
+class ModelRate:
+    successes: int
+    trials: int
+    rate: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class ModelDifference:
+    difference: float
+    lower: float
+    upper: float
+    p_value: float
+    sufficient_data: bool
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: int
+    entered: int
+    engaged: int
+    goal_conversions: int
+    rate_entered: ModelRate
+    rate_engaged: ModelRate
+    difference: ModelDifference | None
+    treated_goal_met: ModelRate
+    holdout_goal_met: ModelRate
+    lift: ModelDifference | None
+    conversions_timed: int
+    from_entry: tuple[float, float] | None  # seconds: median, p90
+    from_last_touch: tuple[float, float] | None
+
+
+def rate(successes: int, trials: int) -> ModelRate:
+    if trials == 0:
+        return ModelRate(0, 0, 0.0, 0.0, 1.0)
+    lower, upper = proportion_confint(successes, trials, alpha=0.05, method="wilson")
+    return ModelRate(successes, trials, successes / trials, float(lower), float(upper))
+
+
+def difference(x1: int, n1: int, x0: int, n0: int) -> ModelDifference | None:
+    """Arm 1 against baseline 0; None where the model has no finite answer to compare."""
+    if n1 == 0 or n0 == 0:
+        return None
+    lower, upper = confint_proportions_2indep(x1, n1, x0, n0, compare="diff", method="newcomb")
+    pooled = (x1 + x0) / (n1 + n0)
+    if pooled in (0.0, 1.0):
+        p_value = 1.0
+    else:
+        _, p = proportions_ztest([x1, x0], [n1, n0])
+        p_value = float(p)
+    sufficient = min(x1, n1 - x1, x0, n0 - x0) >= 10
+    return ModelDifference(x1 / n1 - x0 / n0, float(lower), float(upper), p_value, sufficient)
+
+
+def _during(e: Enrollment, when: datetime, end: datetime) -> bool:
+    return e.enter_time <= when < end and (e.exit_time is None or when <= e.exit_time)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    p50, p90 = np.percentile(np.array(values), [50, 90], method="linear")
+    return (float(p50), float(p90))
+
+
+@dataclass(frozen=True)
+class _Arm:
+    entered: int
+    engaged: int
+    converted: int
+    converted_engaged: int
+    goal_met: int
+
+
+def cohort(
+    rules: JourneyRules,
+    versions: list[int],
+    enrollments: list[Enrollment],
+    touchpoints: list[Touchpoint],
+    goal_events: list[GoalEvent],
+    awards: dict[tuple[str, str], ModelAward],
+    start: datetime,
+    end: datetime,
+    baseline: int = 0,
+) -> tuple[int, list[ModelVersion]]:
+    """The baseline version and each version's figures, for the journey of `rules`."""
+    touch_times = {t.event_id: t.occur_time for t in touchpoints}
+
+    def engaged(e: Enrollment) -> bool:
+        return any(
+            t.contact_id == e.contact_id
+            and t.journey_id == e.journey_id
+            and _during(e, t.occur_time, end)
+            and not (
+                rules.exclude_machine_opens and t.machine_generated and t.action == Action.OPENED
+            )
+            for t in touchpoints
+        )
+
+    def conversion(e: Enrollment) -> ModelAward | None:
+        award = awards.get((e.enrollment_id, GOAL_CONVERSION))
+        return award if award is not None and award.award_time < end else None
+
+    def goal_met(e: Enrollment) -> bool:
+        for g in goal_events:
+            goal = criterion_at(rules.goal_history, g.occur_time)
+            if (
+                g.contact_id == e.contact_id
+                and _during(e, g.occur_time, end)
+                and goal is not None
+                and criterion_meets(goal, g)
+            ):
+                return True
+        return False
+
+    def members(version: int, holdout: bool) -> list[Enrollment]:
+        return [
+            e
+            for e in enrollments
+            if e.journey_id == rules.journey_id
+            and e.version == version
+            and e.holdout == holdout
+            and start <= e.enter_time < end
+        ]
+
+    def arm(version: int, holdout: bool) -> _Arm:
+        group = members(version, holdout)
+        return _Arm(
+            entered=len(group),
+            engaged=sum(engaged(e) for e in group),
+            converted=sum(conversion(e) is not None for e in group),
+            converted_engaged=sum(conversion(e) is not None and engaged(e) for e in group),
+            goal_met=sum(goal_met(e) for e in group),
+        )
+
+    all_versions = sorted({e.version for e in enrollments} | set(versions))
+    treated = {v: arm(v, False) for v in all_versions}
+    held = {v: arm(v, True) for v in all_versions}
+    if not baseline:
+        baseline = min((v for v in all_versions if treated[v].entered), default=0)
+    base = treated.get(baseline)
+    result = []
+    for v in sorted(versions):
+        t, h = treated[v], held[v]
+        converted = [(e, award) for e in members(v, False) if (award := conversion(e)) is not None]
+        result.append(
+            ModelVersion(
+                version=v,
+                entered=t.entered,
+                engaged=t.engaged,
+                goal_conversions=t.converted,
+                rate_entered=rate(t.converted, t.entered),
+                rate_engaged=rate(t.converted_engaged, t.engaged),
+                difference=(
+                    difference(t.converted, t.entered, base.converted, base.entered)
+                    if base is not None and v != baseline
+                    else None
+                ),
+                treated_goal_met=rate(t.goal_met, t.entered),
+                holdout_goal_met=rate(h.goal_met, h.entered),
+                lift=difference(t.goal_met, t.entered, h.goal_met, h.entered),
+                conversions_timed=len(converted),
+                from_entry=_percentiles(
+                    [(a.award_time - e.enter_time).total_seconds() for e, a in converted]
+                ),
+                from_last_touch=_percentiles(
+                    [
+                        (a.award_time - touch_times[a.touchpoint_event_id]).total_seconds()
+                        for _, a in converted
+                    ]
+                ),
+            )
+        )
+    return baseline, result
