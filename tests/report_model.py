@@ -19,7 +19,8 @@ Definitions (the cohort of a range [start, end)):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from statsmodels.stats.proportion import (  # type: ignore[import-untyped]
@@ -36,7 +37,14 @@ from journey_conversions.domain import (
     JourneyRules,
     Touchpoint,
 )
-from tests.reference_model import ModelAward, criterion_at, criterion_meets
+from tests.reference_model import (
+    ModelAward,
+    ModelOutcome,
+    criterion_at,
+    criterion_meets,
+    is_active,
+    touchpoint_qualifies,
+)
 
 
 @dataclass(frozen=True)
@@ -216,3 +224,142 @@ def cohort(
             )
         )
     return baseline, result
+
+
+def days(
+    journey_id: str,
+    version: int,
+    enrollments: list[Enrollment],
+    awards: dict[tuple[str, str], ModelAward],
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+) -> list[tuple[str, int, int, dict[str, int]]]:
+    """(date, goal conversions, named conversions, value per currency) for every local day from
+    the journey's first entry or award (or the range's start, if later) to the range's end."""
+    journey_of = {e.enrollment_id: e for e in enrollments}
+    own = {
+        key: award for key, award in awards.items() if journey_of[key[0]].journey_id == journey_id
+    }
+    firsts = [e.enter_time for e in enrollments if e.journey_id == journey_id]
+    firsts += [a.award_time for a in own.values()]
+    if not firsts or min(firsts) >= end:
+        return []
+    day = max(start, min(firsts)).astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    result = []
+    while day <= last:
+        goal = named = 0
+        value: dict[str, int] = {}
+        for (enrollment_id, conversion_id), award in own.items():
+            if version and journey_of[enrollment_id].version != version:
+                continue
+            if not (start <= award.award_time < end):
+                continue
+            if award.award_time.astimezone(zone).date() != day:
+                continue
+            if conversion_id == GOAL_CONVERSION:
+                goal += 1
+            else:
+                named += 1
+            if award.value is not None:
+                currency = award.value.currency_code
+                value[currency] = value.get(currency, 0) + award.value.amount_micros
+        result.append((day.isoformat(), goal, named, value))
+        day += timedelta(days=1)
+    return result
+
+
+def credited_elsewhere(
+    journey_id: str,
+    version: int,
+    enrollments: list[Enrollment],
+    goal_events: list[GoalEvent],
+    outcomes: dict[str, ModelOutcome],
+    start: datetime,
+    end: datetime,
+) -> dict[str, int]:
+    """Per other journey, the goal events in the range of this journey's participants (active in
+    an enrollment of the version at the event's time) that were credited to it."""
+    counts: dict[str, int] = {}
+    for g in goal_events:
+        outcome = outcomes[g.event_id]
+        if outcome.journey_id in ("", journey_id) or not start <= g.occur_time < end:
+            continue
+        if any(
+            e.journey_id == journey_id
+            and e.contact_id == g.contact_id
+            and (not version or e.version == version)
+            and is_active(e, g.occur_time)
+            for e in enrollments
+        ):
+            counts[outcome.journey_id] = counts.get(outcome.journey_id, 0) + 1
+    return counts
+
+
+MODELS = ("last_touch", "first_touch", "linear", "position_based", "time_decay")
+
+
+def _split(touches: list[Touchpoint], at: datetime) -> dict[str, list[float]]:
+    """Per model, each touchpoint's share (in the given (time, event id) order)."""
+    n = len(touches)
+    if n == 1:
+        position = [1.0]
+    elif n == 2:
+        position = [0.5, 0.5]
+    else:
+        position = [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
+    decay = [0.5 ** ((at - t.occur_time) / timedelta(days=7)) for t in touches]
+    return {
+        "first_touch": [1.0] + [0.0] * (n - 1),
+        "linear": [1.0 / n] * n,
+        "position_based": position,
+        "time_decay": [d / sum(decay) for d in decay],
+    }
+
+
+def message_credits(
+    rules: JourneyRules,
+    version: int,
+    enrollments: list[Enrollment],
+    touchpoints: list[Touchpoint],
+    awards: dict[tuple[str, str], ModelAward],
+    start: datetime,
+    end: datetime,
+) -> dict[str, dict[str, tuple[float, dict[str, float]]]]:
+    """Per message and model, the goal conversions in the range it is credited with, and their
+    value per currency: last touch to the credited touchpoint's message, the split models
+    across the journey's qualifying touchpoints in [T - window, T] in (time, event id) order."""
+    by_id = {e.enrollment_id: e for e in enrollments}
+    messages = {t.event_id: t.message_id for t in touchpoints}
+    credits: dict[str, dict[str, tuple[float, dict[str, float]]]] = {}
+
+    def add(message: str, model: str, share: float, award: ModelAward) -> None:
+        conversions, value = credits.setdefault(message, {}).get(model, (0.0, {}))
+        if award.value is not None:
+            currency = award.value.currency_code
+            value = {
+                **value,
+                currency: value.get(currency, 0.0) + share * award.value.amount_micros,
+            }
+        credits[message][model] = (conversions + share, value)
+
+    for (enrollment_id, conversion_id), award in awards.items():
+        e = by_id[enrollment_id]
+        if conversion_id != GOAL_CONVERSION or e.journey_id != rules.journey_id:
+            continue
+        if (version and e.version != version) or not start <= award.award_time < end:
+            continue
+        add(messages[award.touchpoint_event_id], "last_touch", 1.0, award)
+        touches = sorted(
+            (
+                t
+                for t in touchpoints
+                if t.contact_id == e.contact_id and touchpoint_qualifies(rules, t, award.award_time)
+            ),
+            key=lambda t: (t.occur_time, t.event_id),
+        )
+        for model, shares in _split(touches, award.award_time).items():
+            for t, share in zip(touches, shares, strict=True):
+                add(t.message_id, model, share, award)
+    return credits

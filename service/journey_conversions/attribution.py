@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from journey_conversions.credit import Shares, split
 from journey_conversions.criteria import in_force, matches
 from journey_conversions.domain import (
     GOAL_CONVERSION,
@@ -61,8 +62,9 @@ class _JourneyView:
     ) -> None:
         self.rules = rules
         self.enrollments = enrollments
-        qualifying = [t for t in touchpoints if _qualifies(rules, t)]
-        qualifying.sort(key=lambda t: (t.occur_time, t.event_id))
+        # A set of events: a touchpoint passed twice is one (credit splits count each once).
+        unique = {t.event_id: t for t in touchpoints if _qualifies(rules, t)}
+        qualifying = sorted(unique.values(), key=lambda t: (t.occur_time, t.event_id))
         self.touchpoints = qualifying
         self.times = [t.occur_time for t in qualifying]
 
@@ -85,6 +87,11 @@ class _JourneyView:
             return None
         # Among touchpoints at the same instant, the smallest event_id (sorted first).
         return self.touchpoints[bisect.bisect_left(self.times, latest)]
+
+    def in_window(self, when: datetime) -> list[Touchpoint]:
+        """The qualifying touchpoints in [when - window, when], in (time, event id) order."""
+        begin = bisect.bisect_left(self.times, when - self.rules.window)
+        return self.touchpoints[begin : bisect.bisect_right(self.times, when)]
 
     def eligibility(self, when: datetime) -> _Eligibility:
         return _Eligibility(self.active_enrollment(when), self.last_touch(when))
@@ -189,6 +196,7 @@ def decide(history: ContactHistory) -> Decision:
     awards: dict[tuple[str, str], Award] = {}
     named: dict[tuple[str, str], list[Award]] = defaultdict(list)
     goal_met: dict[str, datetime] = {}
+    credits: dict[str, dict[str, Shares]] = {}
 
     # A set of events: an event id seen twice is one event (the store never repeats one).
     unique_events = {e.event_id: e for e in history.goal_events}.values()
@@ -219,6 +227,7 @@ def decide(history: ContactHistory) -> Decision:
                 converted.add(enrollment.enrollment_id)
                 award = _event_award(event, enrollment, touchpoint, GOAL_CONVERSION, event.value)
                 awards[award.key] = award
+                credits[award.enrollment_id] = split(views[journey_id].in_window(event.occur_time))
         for award in _trigger_awards(event, views):
             named[award.key].append(award)
 
@@ -243,7 +252,7 @@ def decide(history: ContactHistory) -> Decision:
     for key, earned in named.items():
         if key not in history.awarded_before:
             awards[key] = min(earned, key=_named_award_order)
-    return Decision(outcomes=outcomes, awards=awards, goal_met=goal_met)
+    return Decision(outcomes=outcomes, awards=awards, goal_met=goal_met, credits=credits)
 
 
 def _event_award(

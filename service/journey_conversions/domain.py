@@ -9,6 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from journey_conversions.credit import Shares
 
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=30)
 GOAL_CONVERSION = ""  # the conversion key of an enrollment's goal conversion
@@ -313,6 +317,8 @@ class Decision:
     awards: dict[tuple[str, str], Award] = field(default_factory=dict)
     # enrollment id -> its first goal event matching the journey's goal while enrolled
     goal_met: dict[str, datetime] = field(default_factory=dict)
+    # enrollment id -> its goal conversion's credit split per message (credit.split)
+    credits: dict[str, dict[str, Shares]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

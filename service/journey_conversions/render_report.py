@@ -90,6 +90,17 @@ def report(value: reports.Report) -> report_pb2.JourneyReport:
                     for a, n in sorted(m.touchpoints.items())
                 ],
                 credited_conversions=m.credited_conversions,
+                credits=[
+                    report_pb2.ModelCredit(
+                        model=report_pb2.CreditModel.Value(f"CREDIT_MODEL_{name.upper()}"),
+                        conversions=credit.conversions,
+                        value=[
+                            report_pb2.FractionalMoney(currency_code=c, amount_micros=v)
+                            for c, v in sorted(credit.value.items())
+                        ],
+                    )
+                    for name, credit in m.credits.items()
+                ],
             )
             for m in value.messages
         ],
@@ -108,6 +119,19 @@ def report(value: reports.Report) -> report_pb2.JourneyReport:
             for n in value.named
         ],
         goal_events_credited_elsewhere=value.credited_elsewhere,
+    )
+    result.credited_elsewhere.extend(
+        report_pb2.JourneyCount(journey_id=j, count=n) for j, n in value.credited_elsewhere_top
+    )
+    result.time_zone = value.time_zone
+    result.days.extend(
+        report_pb2.DayFigures(
+            date=d.day.isoformat(),
+            goal_conversions=d.goal_conversions,
+            named_conversions=d.named_conversions,
+            value=money_list(d.value),
+        )
+        for d in value.days
     )
     if value.cohort is not None:
         result.versions.extend(version(v) for v in value.cohort.versions)

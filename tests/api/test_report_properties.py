@@ -13,6 +13,7 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pytest
 from google.protobuf import duration_pb2
@@ -31,7 +32,16 @@ from tests.api.test_attribution_properties import (
     ts,
 )
 from tests.hypothesis_profiles import examples
-from tests.report_model import ModelDifference, ModelRate, ModelVersion, cohort
+from tests.report_model import (
+    MODELS,
+    ModelDifference,
+    ModelRate,
+    ModelVersion,
+    cohort,
+    credited_elsewhere,
+    days,
+    message_credits,
+)
 from tests.unit.strategies import World
 
 if TYPE_CHECKING:
@@ -92,6 +102,70 @@ def assert_version(found: report_pb2.VersionReport, expected: ModelVersion, base
         assert last_touch == pytest.approx(expected.from_last_touch, abs=1e-5)
 
 
+DAWN = datetime(1970, 1, 1, tzinfo=UTC)
+# UTC, daylight saving on either side of the equator, and offsets of 30 and 45 minutes.
+ZONES = ("", "Europe/Paris", "America/Sao_Paulo", "Asia/Kolkata", "Pacific/Chatham")
+
+
+def assert_activity(
+    report: report_pb2.JourneyReport,
+    world: World,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+) -> None:
+    """Days and goal events credited elsewhere equal the model's."""
+    model = world.model()
+    enrollments = list(world.enrollments)
+    expected_days = days(journey_id, version, enrollments, model.awards, start, end, zone)
+    found_days = [
+        (
+            d.date,
+            d.goal_conversions,
+            d.named_conversions,
+            {m.currency_code: m.amount_micros for m in d.value},
+        )
+        for d in report.days
+    ]
+    assert found_days == expected_days
+    assert report.time_zone == zone.key
+    elsewhere = credited_elsewhere(
+        journey_id, version, enrollments, list(world.goal_events), model.outcomes, start, end
+    )
+    assert report.goal_events_credited_elsewhere == sum(elsewhere.values())
+    top = sorted(elsewhere.items(), key=lambda item: (-item[1], item[0]))[:10]
+    assert [(j.journey_id, j.count) for j in report.credited_elsewhere] == top
+    if elsewhere:
+        event("a journey with goal events credited elsewhere")
+    expected_credits = message_credits(
+        world.journeys[journey_id],
+        version,
+        enrollments,
+        list(world.touchpoints),
+        model.awards,
+        start,
+        end,
+    )
+    for message in report.messages:
+        expected = expected_credits.get(message.message_id, {})
+        found = {
+            report_pb2.CreditModel.Name(c.model).removeprefix("CREDIT_MODEL_").lower(): c
+            for c in message.credits
+        }
+        assert sorted(found) == sorted(MODELS)
+        for name in MODELS:
+            conversions, value = expected.get(name, (0.0, {}))
+            assert found[name].conversions == pytest.approx(conversions, rel=REL, abs=1e-9)
+            found_value = {v.currency_code: v.amount_micros for v in found[name].value}
+            assert found_value.keys() == value.keys()
+            for currency, micros in value.items():
+                assert found_value[currency] == pytest.approx(micros, rel=REL, abs=1e-6)
+        if [c for c in expected.values() if c[0]] and expected["linear"][0] % 1:
+            event("a message with a fractional share")
+
+
 def ranges(world: World) -> st.SearchStrategy[tuple[datetime | None, datetime | None]]:
     """Unset (all time), or edges on the world's hour grid and at its events' own times."""
     times = sorted(
@@ -135,14 +209,17 @@ async def test_report_cohort_figures_equal_the_models(
         start, end = data.draw(ranges(world), label="range")
         version = data.draw(st.sampled_from((0, 0, *VERSIONS)), label="version")
         baseline = data.draw(st.sampled_from((0, 0, *VERSIONS)), label="baseline")
+        zone = data.draw(st.sampled_from(ZONES), label="zone")
         request = pb.GetJourneyReportRequest(
-            journey_id=journey_id, version=version, baseline_version=baseline
+            journey_id=journey_id, version=version, baseline_version=baseline, time_zone=zone
         )
         if start is not None:
             request.start_time.CopyFrom(ts(start))
         if end is not None:
             request.end_time.CopyFrom(ts(end))
         report = (await stub.GetJourneyReport(request, metadata=md)).report
+        start_, end_ = start or DAWN, end or now
+        assert_activity(report, world, journey_id, version, start_, end_, ZoneInfo(zone or "UTC"))
         expected_baseline, expected = cohort(
             rules,
             [version] if version else list(VERSIONS),
@@ -150,8 +227,8 @@ async def test_report_cohort_figures_equal_the_models(
             list(world.touchpoints),
             list(world.goal_events),
             awards,
-            start or datetime(1970, 1, 1, tzinfo=UTC),
-            end or now,
+            start_,
+            end_,
             baseline,
         )
         assert report.baseline_version == expected_baseline

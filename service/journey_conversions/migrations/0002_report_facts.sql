@@ -19,6 +19,27 @@ update awards a set touchpoint_time = t.occur_time
 from touchpoints t
 where t.tenant_id = a.tenant_id and t.event_id = a.touchpoint_event_id;
 
+-- Each goal conversion's credit per message under the split credit models (credit.py), kept
+-- by the same re-decisions as the award it belongs to (one goal award per enrollment).
+create table conversion_credits (
+    tenant_id text not null,
+    enrollment_id text not null,
+    message_id text not null,
+    contact_id text not null,
+    journey_id text not null,
+    version integer not null,
+    award_time timestamptz not null,
+    first_touch double precision not null,
+    linear double precision not null,
+    position_based double precision not null,
+    time_decay double precision not null,
+    value_currency text,
+    value_micros bigint,
+    primary key (tenant_id, enrollment_id, message_id)
+);
+create index conversion_credits_by_journey on conversion_credits (tenant_id, journey_id, award_time);
+create index conversion_credits_by_contact on conversion_credits (tenant_id, contact_id, award_time);
+
 -- Existing enrollments: their touchpoint facts from the stored touchpoints.
 update enrollments e set
     first_touch_time = f.first_touch_time,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 from journeys.conversions.v1 import service_pb2 as pb
@@ -12,36 +13,47 @@ from journey_conversions.calls import Call, rpc
 from journey_conversions.servicer.base import ServicerBase
 from journey_conversions.store import catalog, queries, reports
 
+_DAWN = datetime(1970, 1, 1, tzinfo=UTC)  # the start of an unbounded report range
+
+
+def _zone(checker: parse.Checker, name: str) -> ZoneInfo:
+    if not name:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        checker.fail("time_zone", f"{name[:64]!r} is not an IANA time zone name")
+        return ZoneInfo("UTC")
+
+
+def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> reports.ReportQuery:
+    """The report asked for; raises InvalidArgument with every field violation."""
+    checker = parse.Checker()
+    checker.identifier("journey_id", request.journey_id)
+    if request.version < 0:
+        checker.fail("version", "must be 0 (all versions) or more")
+    if request.baseline_version < 0:
+        checker.fail("baseline_version", "must be 0 (the lowest version with entries) or more")
+    start = checker.timestamp("start_time", request, None, required=False) or _DAWN
+    end = checker.timestamp("end_time", request, None, required=False) or now
+    if end <= start:
+        checker.fail("end_time", "must be after start_time")
+    zone = _zone(checker, request.time_zone)
+    checker.raise_if_any()
+    return reports.ReportQuery(
+        request.journey_id, request.version, start, end, request.baseline_version, zone
+    )
+
 
 class ReportRpcs(ServicerBase):
     @rpc
     async def GetJourneyReport(
         self, request: pb.GetJourneyReportRequest, call: Call
     ) -> pb.GetJourneyReportResponse:
-        checker = parse.Checker()
-        checker.identifier("journey_id", request.journey_id)
-        if request.version < 0:
-            checker.fail("version", "must be 0 (all versions) or more")
-        if request.baseline_version < 0:
-            checker.fail("baseline_version", "must be 0 (the lowest version with entries) or more")
-        start = checker.timestamp("start_time", request, None, required=False)
-        end = checker.timestamp("end_time", request, None, required=False)
-        start = start or datetime(1970, 1, 1, tzinfo=UTC)
-        end = end or call.now
-        if end <= start:
-            checker.fail("end_time", "must be after start_time")
-        checker.raise_if_any()
+        query = report_query(request, call.now)
 
         async def work(conn: asyncpg.Connection) -> reports.Report:
-            return await reports.journey_report(
-                conn,
-                call.tenant_id,
-                request.journey_id,
-                request.version,
-                start,
-                end,
-                request.baseline_version,
-            )
+            return await reports.journey_report(conn, call.tenant_id, query)
 
         report = await db.transaction(self.pool, work)
         return pb.GetJourneyReportResponse(report=render_report.report(report))

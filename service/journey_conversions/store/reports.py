@@ -5,13 +5,28 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from journey_conversions import cohorts, domain
 from journey_conversions.errors import NotFound
-from journey_conversions.store import catalog
+from journey_conversions.store import activity, catalog, sql
 from journey_conversions.store import cohorts as cohort_store
+
+# The credit models, last touch (the attribution rule) first; the others split (credit.py).
+CREDIT_MODELS = ("last_touch", "first_touch", "linear", "position_based", "time_decay")
+
+
+@dataclass
+class ModelCredit:
+    conversions: float = 0.0
+    value: dict[str, float] = field(default_factory=dict)  # currency -> micros
+
+    def add(self, conversions: float, currency: str | None, micros: float | None) -> None:
+        self.conversions += conversions
+        if currency is not None and micros is not None:
+            self.value[currency] = self.value.get(currency, 0.0) + micros
 
 
 @dataclass
@@ -20,6 +35,9 @@ class MessageFigures:
     channel: domain.Channel
     touchpoints: dict[domain.Action, int] = field(default_factory=dict)
     credited_conversions: int = 0
+    credits: dict[str, ModelCredit] = field(
+        default_factory=lambda: {model: ModelCredit() for model in CREDIT_MODELS}
+    )
 
 
 @dataclass
@@ -46,137 +64,113 @@ class Report:
     value: dict[str, int] = field(default_factory=dict)
     named: list[NamedFigures] = field(default_factory=list)
     credited_elsewhere: int = 0
+    credited_elsewhere_top: list[tuple[str, int]] = field(default_factory=list)
     cohort: cohorts.CohortFigures | None = None
+    days: list[activity.DayFigures] = field(default_factory=list)
+    time_zone: str = "UTC"
 
 
-# $1 tenant, $2 journey, $3 version (0: all), $4 start, $5 end
-_ENROLLMENT_FIGURES = """
-select
-  count(*) filter (where enter_time >= $4 and enter_time < $5) as entered,
-  count(*) filter (where enter_time < $5 and (exit_time is null or exit_time >= $4)) as active,
-  count(*) filter (where exit_time >= $4 and exit_time < $5) as exited,
-  count(*) filter (where enter_time < $5 and (exit_time is null or exit_time >= $4)
-    and exists (
-      select 1 from touchpoints t
-      where t.tenant_id = $1 and t.contact_id = e.contact_id and t.journey_id = $2
-        and t.occur_time >= greatest(e.enter_time, $4) and t.occur_time < $5
-        and (e.exit_time is null or t.occur_time <= e.exit_time)
-        and not (t.machine_generated and t.action = 2 and $6))) as engaged
-from enrollments e
-where tenant_id = $1 and journey_id = $2 and ($3 = 0 or version = $3)
-"""
-
-_TOUCHPOINTS_BY_MESSAGE = """
-select message_id, action, count(*) as n from touchpoints t
-where tenant_id = $1 and journey_id = $2 and occur_time >= $4 and occur_time < $5
-  and ($3 = 0 or version = $3 or (version = 0 and exists (
-    select 1 from journey_messages m where m.tenant_id = $1 and m.journey_id = $2
-      and m.version = $3 and m.message_id = t.message_id)))
-group by message_id, action
-"""
-
-_AWARDS = """
-select conversion_id, message_id, value_currency, count(*) as n,
-  coalesce(sum(value_micros), 0)::bigint as micros
-from awards
-where tenant_id = $1 and journey_id = $2 and ($3 = 0 or version = $3)
-  and award_time >= $4 and award_time < $5
-group by conversion_id, message_id, value_currency
-"""
-
-_REPEATS = """
-select count(*) from goal_outcomes o join enrollments e
-  on e.tenant_id = o.tenant_id and e.enrollment_id = o.enrollment_id
-where o.tenant_id = $1 and o.journey_id = $2 and o.status = 2 and ($3 = 0 or e.version = $3)
-  and o.occur_time >= $4 and o.occur_time < $5
-"""
-
-_CREDITED_ELSEWHERE = """
-select count(*) from goal_outcomes o
-where o.tenant_id = $1 and o.journey_id <> $2 and o.status in (1, 2)
-  and o.occur_time >= $4 and o.occur_time < $5
-  and exists (
-    select 1 from enrollments e where e.tenant_id = $1 and e.contact_id = o.contact_id
-      and e.journey_id = $2 and ($3 = 0 or e.version = $3)
-      and e.enter_time <= o.occur_time and (e.exit_time is null or e.exit_time >= o.occur_time))
-"""
+UTC_ZONE = ZoneInfo("UTC")
 
 
-async def journey_report(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
-    baseline: int = 0,
-) -> Report:
-    journey = await catalog.load_journey(conn, tenant_id, journey_id)
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    """What a report is asked for."""
+
+    journey_id: str
+    version: int  # 0: all
+    start: datetime
+    end: datetime
+    baseline: int = 0  # 0: the lowest version with treated entries
+    zone: ZoneInfo = UTC_ZONE
+
+    def args(self, tenant_id: str) -> tuple[str, str, int, datetime, datetime]:
+        """The first five arguments of the report statements."""
+        return (tenant_id, self.journey_id, self.version, self.start, self.end)
+
+
+async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> Report:
+    journey = await catalog.load_journey(conn, tenant_id, q.journey_id)
     if journey is None:
-        raise catalog.journey_not_found(journey_id)
-    versions = [v for v in journey.versions if version in (0, v.version)]
-    for asked in (version, baseline):
+        raise catalog.journey_not_found(q.journey_id)
+    for asked in (q.version, q.baseline):
         if asked and all(v.version != asked for v in journey.versions):
-            raise NotFound("VERSION_NOT_FOUND", f"journey {journey_id!r} has no version {asked}")
-    args = (tenant_id, journey_id, version, start, end)
-    report = Report(journey_id, version, start, end)
-    row = await conn.fetchrow(_ENROLLMENT_FIGURES, *args, journey.exclude_machine_opens)
+            raise NotFound("VERSION_NOT_FOUND", f"journey {q.journey_id!r} has no version {asked}")
+    args = q.args(tenant_id)
+    report = Report(q.journey_id, q.version, q.start, q.end, time_zone=q.zone.key)
+    row = await conn.fetchrow(
+        sql.statement("report_participation"), *args, journey.exclude_machine_opens
+    )
     assert row is not None
     report.entered, report.active = row["entered"], row["active"]
     report.exited, report.engaged = row["exited"], row["engaged"]
+    await _messages_and_awards(conn, tenant_id, journey, q, report)
+    report.repeat_goal_events = await conn.fetchval(sql.statement("report_repeats"), *args)
+    report.credited_elsewhere, report.credited_elsewhere_top = await activity.credited_elsewhere(
+        conn, *args
+    )
+    report.cohort = await _cohort(conn, tenant_id, journey, q)
+    report.days = await activity.days(conn, *args, q.zone)
+    return report
 
+
+async def _messages_and_awards(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey: domain.Journey,
+    q: ReportQuery,
+    report: Report,
+) -> None:
+    """Touchpoints and credited conversions per message, awards, value and named conversions."""
+    args = q.args(tenant_id)
     messages: dict[str, MessageFigures] = {}
-    for v in versions:
-        for m in v.messages:
-            messages.setdefault(m.message_id, MessageFigures(m.message_id, m.channel))
-    for row in await conn.fetch(_TOUCHPOINTS_BY_MESSAGE, *args):
+    for v in journey.versions:
+        if q.version in (0, v.version):
+            for m in v.messages:
+                messages.setdefault(m.message_id, MessageFigures(m.message_id, m.channel))
+    for row in await conn.fetch(sql.statement("report_touchpoints"), *args):
         figures = messages.get(row["message_id"])
         if figures is not None:
             figures.touchpoints[domain.Action(row["action"])] = row["n"]
 
-    conversions = await catalog.list_conversions(conn, tenant_id, journey_id)
+    conversions = await catalog.list_conversions(conn, tenant_id, q.journey_id)
     named = {c.conversion_id: NamedFigures(c.conversion_id, c.name) for c in conversions}
     value: dict[str, int] = defaultdict(int)
-    for row in await conn.fetch(_AWARDS, *args):
+    for row in await conn.fetch(sql.statement("report_awards"), *args):
         if row["value_currency"] is not None:
             value[row["value_currency"]] += row["micros"]
         if row["conversion_id"] == domain.GOAL_CONVERSION:
             report.goal_conversions += row["n"]
-            if row["message_id"] in messages:
-                messages[row["message_id"]].credited_conversions += row["n"]
+            if (message := messages.get(row["message_id"])) is not None:
+                message.credited_conversions += row["n"]
+                message.credits["last_touch"].add(row["n"], row["value_currency"], row["micros"])
         elif (figures_named := named.get(row["conversion_id"])) is not None:
             figures_named.count += row["n"]
             if row["value_currency"] is not None:
                 currency = row["value_currency"]
                 figures_named.value[currency] = figures_named.value.get(currency, 0) + row["micros"]
+    for row in await conn.fetch(sql.statement("report_credits"), *args):
+        if (message := messages.get(row["message_id"])) is not None:
+            for model in CREDIT_MODELS[1:]:
+                message.credits[model].add(
+                    row[model], row["value_currency"], row[f"{model}_micros"]
+                )
     report.messages = sorted(messages.values(), key=lambda m: m.message_id)
     report.named = list(named.values())
     report.value = dict(sorted(value.items()))
-    report.repeat_goal_events = await conn.fetchval(_REPEATS, *args)
-    report.credited_elsewhere = await conn.fetchval(_CREDITED_ELSEWHERE, *args)
-    report.cohort = await _cohort(conn, tenant_id, journey, version, start, end, baseline)
-    return report
 
 
 async def _cohort(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey: domain.Journey,
-    version: int,
-    start: datetime,
-    end: datetime,
-    baseline: int,
+    conn: asyncpg.Connection, tenant_id: str, journey: domain.Journey, q: ReportQuery
 ) -> cohorts.CohortFigures:
-    journey_id = journey.journey_id
     counts = await cohort_store.version_counts(
-        conn, tenant_id, journey_id, start, end, journey.exclude_machine_opens
+        conn, tenant_id, q.journey_id, q.start, q.end, journey.exclude_machine_opens
     )
+    args = q.args(tenant_id)
     return cohorts.figures(
-        reported=[v.version for v in journey.versions if version in (0, v.version)],
+        reported=[v.version for v in journey.versions if q.version in (0, v.version)],
         counts=counts,
-        baseline=baseline or cohorts.default_baseline(counts),
-        durations=await cohort_store.time_to_conversion(
-            conn, tenant_id, journey_id, version, start, end
-        ),
-        values=await cohort_store.values(conn, tenant_id, journey_id, version, start, end),
+        baseline=q.baseline or cohorts.default_baseline(counts),
+        durations=await cohort_store.time_to_conversion(conn, *args),
+        values=await cohort_store.values(conn, *args),
     )

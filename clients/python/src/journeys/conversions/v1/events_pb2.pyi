@@ -258,6 +258,7 @@ class GoalEvent(_message.Message):
     FORM_ID_FIELD_NUMBER: _builtins.int
     PRODUCT_IDS_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    AMENDS_EVENT_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The producer's event id, unique per tenant among goal events; it is the idempotency key."""
     contact_id: _builtins.str
@@ -276,6 +277,12 @@ class GoalEvent(_message.Message):
     """WEBSITE_PAGE_VISITED: the URL visited."""
     form_id: _builtins.str
     """FORM_SUBMITTED: the form."""
+    amends_event_id: _builtins.str
+    """The goal event whose value this one replaces, for an order update or refund: the
+    original's credited value (of the same contact) becomes this event's value, or none when
+    unset; with several, the latest by occur time then event id wins. The change is emitted on
+    the conversion-event stream as UPDATED. This event is a goal event of its own as well.
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -303,10 +310,11 @@ class GoalEvent(_message.Message):
         form_id: _builtins.str = ...,
         product_ids: _abc.Iterable[_builtins.str] | None = ...,
         value: _journey_pb2.Money | None = ...,
+        amends_event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute_name", b"attribute_name", "attribute_value", b"attribute_value", "contact_id", b"contact_id", "event_id", b"event_id", "event_type", b"event_type", "form_id", b"form_id", "list_id", b"list_id", "message_id", b"message_id", "occur_time", b"occur_time", "product_ids", b"product_ids", "url", b"url", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amends_event_id", b"amends_event_id", "attribute_name", b"attribute_name", "attribute_value", b"attribute_value", "contact_id", b"contact_id", "event_id", b"event_id", "event_type", b"event_type", "form_id", b"form_id", "list_id", b"list_id", "message_id", b"message_id", "occur_time", b"occur_time", "product_ids", b"product_ids", "url", b"url", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from journeys.conversions.v1 import events_pb2 as _events_pb2
 from journeys.conversions.v1 import journey_pb2 as _journey_pb2
 import builtins as _builtins
@@ -21,6 +22,48 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CreditModel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CreditModelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditModel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREDIT_MODEL_UNSPECIFIED: _CreditModel.ValueType  # 0
+    """Not used."""
+    CREDIT_MODEL_LAST_TOUCH: _CreditModel.ValueType  # 1
+    """All to the credited touchpoint (the attribution rule)."""
+    CREDIT_MODEL_FIRST_TOUCH: _CreditModel.ValueType  # 2
+    """All to the earliest."""
+    CREDIT_MODEL_LINEAR: _CreditModel.ValueType  # 3
+    """Equal shares."""
+    CREDIT_MODEL_POSITION_BASED: _CreditModel.ValueType  # 4
+    """40% to the first, 40% to the last, 20% split evenly among those between; 50/50 with two,
+    all with one.
+    """
+    CREDIT_MODEL_TIME_DECAY: _CreditModel.ValueType  # 5
+    """Weight 2^(-age / 7 days) at the goal event's time, normalised to 1."""
+
+class CreditModel(_CreditModel, metaclass=_CreditModelEnumTypeWrapper):
+    """How a credit model splits a goal conversion across the winning journey's qualifying
+    touchpoints in [T - window, T], ordered by time then event id.
+    """
+
+CREDIT_MODEL_UNSPECIFIED: CreditModel.ValueType  # 0
+"""Not used."""
+CREDIT_MODEL_LAST_TOUCH: CreditModel.ValueType  # 1
+"""All to the credited touchpoint (the attribution rule)."""
+CREDIT_MODEL_FIRST_TOUCH: CreditModel.ValueType  # 2
+"""All to the earliest."""
+CREDIT_MODEL_LINEAR: CreditModel.ValueType  # 3
+"""Equal shares."""
+CREDIT_MODEL_POSITION_BASED: CreditModel.ValueType  # 4
+"""40% to the first, 40% to the last, 20% split evenly among those between; 50/50 with two,
+all with one.
+"""
+CREDIT_MODEL_TIME_DECAY: CreditModel.ValueType  # 5
+"""Weight 2^(-age / 7 days) at the goal event's time, normalised to 1."""
+Global___CreditModel: _TypeAlias = CreditModel  # noqa: Y015
 
 @_typing.final
 class ActionCount(_message.Message):
@@ -58,6 +101,7 @@ class MessageReport(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     TOUCHPOINTS_FIELD_NUMBER: _builtins.int
     CREDITED_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     """The message."""
     channel: _journey_pb2.Channel.ValueType
@@ -68,6 +112,13 @@ class MessageReport(_message.Message):
     def touchpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActionCount]:
         """Touchpoints in the range, by action."""
 
+    @_builtins.property
+    def credits(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelCredit]:
+        """The same goal conversions credited by each model, side by side (last touch first): the
+        models split each conversion's credit, and its value, across the winning journey's
+        qualifying touchpoints in [T - window, T]; the winning journey never changes by model.
+        """
+
     def __init__(
         self,
         *,
@@ -75,14 +126,73 @@ class MessageReport(_message.Message):
         channel: _journey_pb2.Channel.ValueType = ...,
         touchpoints: _abc.Iterable[Global___ActionCount] | None = ...,
         credited_conversions: _builtins.int = ...,
+        credits: _abc.Iterable[Global___ModelCredit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "credited_conversions", b"credited_conversions", "message_id", b"message_id", "touchpoints", b"touchpoints"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "credited_conversions", b"credited_conversions", "credits", b"credits", "message_id", b"message_id", "touchpoints", b"touchpoints"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageReport: _TypeAlias = MessageReport  # noqa: Y015
+
+@_typing.final
+class ModelCredit(_message.Message):
+    """A message's share of goal conversions under one credit model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    CONVERSIONS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    model: Global___CreditModel.ValueType
+    """The model."""
+    conversions: _builtins.float
+    """Fractional goal conversions."""
+    @_builtins.property
+    def value(self) -> _containers.RepeatedCompositeFieldContainer[Global___FractionalMoney]:
+        """Fractional value, per currency."""
+
+    def __init__(
+        self,
+        *,
+        model: Global___CreditModel.ValueType = ...,
+        conversions: _builtins.float = ...,
+        value: _abc.Iterable[Global___FractionalMoney] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversions", b"conversions", "model", b"model", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCredit: _TypeAlias = ModelCredit  # noqa: Y015
+
+@_typing.final
+class FractionalMoney(_message.Message):
+    """An amount of money that may be a fraction of a micro."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """The ISO 4217 currency code."""
+    amount_micros: _builtins.float
+    """The amount in millionths of the currency unit."""
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+        amount_micros: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FractionalMoney: _TypeAlias = FractionalMoney  # noqa: Y015
 
 @_typing.final
 class NamedConversionReport(_message.Message):
@@ -146,6 +256,11 @@ class JourneyReport(_message.Message):
     BASELINE_VERSION_FIELD_NUMBER: _builtins.int
     HOLDOUT_FIELD_NUMBER: _builtins.int
     TIME_TO_CONVERSION_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    CREDITED_ELSEWHERE_FIELD_NUMBER: _builtins.int
     journey_id: _builtins.str
     """The journey."""
     version: _builtins.int
@@ -176,6 +291,8 @@ class JourneyReport(_message.Message):
     """The version the others are compared with: the request's baseline_version, or by default
     the lowest version with treated entries in the range; 0 when no version has any.
     """
+    time_zone: _builtins.str
+    """The IANA time zone of days."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """The start of the range, inclusive."""
@@ -210,6 +327,27 @@ class JourneyReport(_message.Message):
     def time_to_conversion(self) -> Global___TimeToConversion:
         """Time to conversion over all the reported versions together."""
 
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentReport]:
+        """Per step of the journey (the step_id of its messages, and of Convert and Evaluate-goal
+        marks), for the cohort, in step id order.
+        """
+
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentReport]:
+        """Per path of the journey's messages, for the cohort, in path order."""
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___DayFigures]:
+        """Per calendar day of time_zone that overlaps the range, from the journey's first activity
+        on: goal conversions, named conversions and value by their time; days without any are
+        present with zeros.
+        """
+
+    @_builtins.property
+    def credited_elsewhere(self) -> _containers.RepeatedCompositeFieldContainer[Global___JourneyCount]:
+        """The journeys that goal_events_credited_elsewhere went to, most first (at most 10)."""
+
     def __init__(
         self,
         *,
@@ -233,14 +371,151 @@ class JourneyReport(_message.Message):
         baseline_version: _builtins.int = ...,
         holdout: Global___HoldoutLift | None = ...,
         time_to_conversion: Global___TimeToConversion | None = ...,
+        steps: _abc.Iterable[Global___SegmentReport] | None = ...,
+        paths: _abc.Iterable[Global___SegmentReport] | None = ...,
+        days: _abc.Iterable[Global___DayFigures] | None = ...,
+        time_zone: _builtins.str = ...,
+        credited_elsewhere: _abc.Iterable[Global___JourneyCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "holdout", b"holdout", "start_time", b"start_time", "time_to_conversion", b"time_to_conversion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "baseline_version", b"baseline_version", "conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "end_time", b"end_time", "engaged", b"engaged", "entered", b"entered", "exited", b"exited", "goal_conversions", b"goal_conversions", "goal_events_credited_elsewhere", b"goal_events_credited_elsewhere", "holdout", b"holdout", "journey_id", b"journey_id", "messages", b"messages", "named_conversions", b"named_conversions", "repeat_goal_events", b"repeat_goal_events", "start_time", b"start_time", "time_to_conversion", b"time_to_conversion", "value", b"value", "version", b"version", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "baseline_version", b"baseline_version", "conversion_rate_engaged", b"conversion_rate_engaged", "conversion_rate_entered", b"conversion_rate_entered", "credited_elsewhere", b"credited_elsewhere", "days", b"days", "end_time", b"end_time", "engaged", b"engaged", "entered", b"entered", "exited", b"exited", "goal_conversions", b"goal_conversions", "goal_events_credited_elsewhere", b"goal_events_credited_elsewhere", "holdout", b"holdout", "journey_id", b"journey_id", "messages", b"messages", "named_conversions", b"named_conversions", "paths", b"paths", "repeat_goal_events", b"repeat_goal_events", "start_time", b"start_time", "steps", b"steps", "time_to_conversion", b"time_to_conversion", "time_zone", b"time_zone", "value", b"value", "version", b"version", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JourneyReport: _TypeAlias = JourneyReport  # noqa: Y015
+
+@_typing.final
+class SegmentReport(_message.Message):
+    """One step or path of a journey, for the report's cohort (the treated enrollments that entered
+    in the range, followed up to its end).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    REACHED_FIELD_NUMBER: _builtins.int
+    GOAL_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_REACHED_FIELD_NUMBER: _builtins.int
+    NAMED_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The step id or the path."""
+    reached: _builtins.int
+    """Enrollments with a touchpoint of a message on it while enrolled, before the end."""
+    goal_conversions: _builtins.int
+    """Their goal conversions credited (last touch) to a message on it."""
+    @_builtins.property
+    def conversion_rate_reached(self) -> Global___RateEstimate:
+        """Reached enrollments that converted (to whichever message), over reached."""
+
+    @_builtins.property
+    def named_conversions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversionCount]:
+        """Named conversions awarded at this step (Convert and Evaluate-goal marks), by conversion."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        reached: _builtins.int = ...,
+        goal_conversions: _builtins.int = ...,
+        conversion_rate_reached: Global___RateEstimate | None = ...,
+        named_conversions: _abc.Iterable[Global___ConversionCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate_reached", b"conversion_rate_reached"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_rate_reached", b"conversion_rate_reached", "goal_conversions", b"goal_conversions", "key", b"key", "named_conversions", b"named_conversions", "reached", b"reached"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentReport: _TypeAlias = SegmentReport  # noqa: Y015
+
+@_typing.final
+class ConversionCount(_message.Message):
+    """How many awards a named conversion had."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSION_ID_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    conversion_id: _builtins.str
+    """The conversion."""
+    count: _builtins.int
+    """The awards."""
+    def __init__(
+        self,
+        *,
+        conversion_id: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_id", b"conversion_id", "count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversionCount: _TypeAlias = ConversionCount  # noqa: Y015
+
+@_typing.final
+class DayFigures(_message.Message):
+    """One calendar day of a report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    GOAL_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    NAMED_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The day, as YYYY-MM-DD in the report's time zone."""
+    goal_conversions: _builtins.int
+    """Goal conversions whose goal event happened that day."""
+    named_conversions: _builtins.int
+    """Named conversions awarded that day."""
+    @_builtins.property
+    def value(self) -> _containers.RepeatedCompositeFieldContainer[_journey_pb2.Money]:
+        """The value of both, per currency."""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        goal_conversions: _builtins.int = ...,
+        named_conversions: _builtins.int = ...,
+        value: _abc.Iterable[_journey_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "goal_conversions", b"goal_conversions", "named_conversions", b"named_conversions", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayFigures: _TypeAlias = DayFigures  # noqa: Y015
+
+@_typing.final
+class JourneyCount(_message.Message):
+    """A journey and a count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOURNEY_ID_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    journey_id: _builtins.str
+    """The journey."""
+    count: _builtins.int
+    """How many."""
+    def __init__(
+        self,
+        *,
+        journey_id: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "journey_id", b"journey_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JourneyCount: _TypeAlias = JourneyCount  # noqa: Y015
 
 @_typing.final
 class RateEstimate(_message.Message):

@@ -1053,6 +1053,7 @@ class GetJourneyReportRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     BASELINE_VERSION_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     journey_id: _builtins.str
     """The journey."""
     version: _builtins.int
@@ -1061,6 +1062,8 @@ class GetJourneyReportRequest(_message.Message):
     """The version the others are compared with; 0 for the lowest version with treated entries in
     the range.
     """
+    time_zone: _builtins.str
+    """The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """The start of the range, inclusive; unset for the start of time."""
@@ -1077,10 +1080,11 @@ class GetJourneyReportRequest(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         baseline_version: _builtins.int = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_version", b"baseline_version", "end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_version", b"baseline_version", "end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -282,7 +282,16 @@ export interface GoalEvent {
   /** ORDER_PLACED / ORDER_UPDATED: the products of the order. */
   productIds: string[];
   /** The value of the event (for example the order total), credited with a goal conversion. */
-  value: Money | undefined;
+  value:
+    | Money
+    | undefined;
+  /**
+   * The goal event whose value this one replaces, for an order update or refund: the
+   * original's credited value (of the same contact) becomes this event's value, or none when
+   * unset; with several, the latest by occur time then event id wins. The change is emitted on
+   * the conversion-event stream as UPDATED. This event is a goal event of its own as well.
+   */
+  amendsEventId: string;
 }
 
 /** A field of a request that is wrong, and why (as google.rpc.BadRequest.FieldViolation). */
@@ -776,6 +785,7 @@ function createBaseGoalEvent(): GoalEvent {
     formId: "",
     productIds: [],
     value: undefined,
+    amendsEventId: "",
   };
 }
 
@@ -816,6 +826,9 @@ export const GoalEvent: MessageFns<GoalEvent> = {
     }
     if (message.value !== undefined) {
       Money.encode(message.value, writer.uint32(98).fork()).join();
+    }
+    if (message.amendsEventId !== "") {
+      writer.uint32(106).string(message.amendsEventId);
     }
     return writer;
   },
@@ -929,6 +942,14 @@ export const GoalEvent: MessageFns<GoalEvent> = {
             message.value = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.amendsEventId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -995,6 +1016,11 @@ export const GoalEvent: MessageFns<GoalEvent> = {
         ? object.product_ids.map((e: any) => globalThis.String(e))
         : [],
       value: isSet(object.value) ? Money.fromJSON(object.value) : undefined,
+      amendsEventId: isSet(object.amendsEventId)
+        ? globalThis.String(object.amendsEventId)
+        : isSet(object.amends_event_id)
+        ? globalThis.String(object.amends_event_id)
+        : "",
     };
   },
 
@@ -1036,6 +1062,9 @@ export const GoalEvent: MessageFns<GoalEvent> = {
     if (message.value !== undefined) {
       obj.value = Money.toJSON(message.value);
     }
+    if (message.amendsEventId !== "") {
+      obj.amendsEventId = message.amendsEventId;
+    }
     return obj;
   },
 
@@ -1056,6 +1085,7 @@ export const GoalEvent: MessageFns<GoalEvent> = {
     message.formId = object.formId ?? "";
     message.productIds = object.productIds?.map((e) => e) || [];
     message.value = (object.value !== undefined && object.value !== null) ? Money.fromPartial(object.value) : undefined;
+    message.amendsEventId = object.amendsEventId ?? "";
     return message;
   },
 };

@@ -12,6 +12,76 @@ export const protobufPackage = "journeys.conversions.v1";
 
 export const protobufFileName = "journeys/conversions/v1/report.proto";
 
+/**
+ * How a credit model splits a goal conversion across the winning journey's qualifying
+ * touchpoints in [T - window, T], ordered by time then event id.
+ */
+export enum CreditModel {
+  /** CREDIT_MODEL_UNSPECIFIED - Not used. */
+  CREDIT_MODEL_UNSPECIFIED = 0,
+  /** CREDIT_MODEL_LAST_TOUCH - All to the credited touchpoint (the attribution rule). */
+  CREDIT_MODEL_LAST_TOUCH = 1,
+  /** CREDIT_MODEL_FIRST_TOUCH - All to the earliest. */
+  CREDIT_MODEL_FIRST_TOUCH = 2,
+  /** CREDIT_MODEL_LINEAR - Equal shares. */
+  CREDIT_MODEL_LINEAR = 3,
+  /**
+   * CREDIT_MODEL_POSITION_BASED - 40% to the first, 40% to the last, 20% split evenly among those between; 50/50 with two,
+   * all with one.
+   */
+  CREDIT_MODEL_POSITION_BASED = 4,
+  /** CREDIT_MODEL_TIME_DECAY - Weight 2^(-age / 7 days) at the goal event's time, normalised to 1. */
+  CREDIT_MODEL_TIME_DECAY = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function creditModelFromJSON(object: any): CreditModel {
+  switch (object) {
+    case 0:
+    case "CREDIT_MODEL_UNSPECIFIED":
+      return CreditModel.CREDIT_MODEL_UNSPECIFIED;
+    case 1:
+    case "CREDIT_MODEL_LAST_TOUCH":
+      return CreditModel.CREDIT_MODEL_LAST_TOUCH;
+    case 2:
+    case "CREDIT_MODEL_FIRST_TOUCH":
+      return CreditModel.CREDIT_MODEL_FIRST_TOUCH;
+    case 3:
+    case "CREDIT_MODEL_LINEAR":
+      return CreditModel.CREDIT_MODEL_LINEAR;
+    case 4:
+    case "CREDIT_MODEL_POSITION_BASED":
+      return CreditModel.CREDIT_MODEL_POSITION_BASED;
+    case 5:
+    case "CREDIT_MODEL_TIME_DECAY":
+      return CreditModel.CREDIT_MODEL_TIME_DECAY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CreditModel.UNRECOGNIZED;
+  }
+}
+
+export function creditModelToJSON(object: CreditModel): string {
+  switch (object) {
+    case CreditModel.CREDIT_MODEL_UNSPECIFIED:
+      return "CREDIT_MODEL_UNSPECIFIED";
+    case CreditModel.CREDIT_MODEL_LAST_TOUCH:
+      return "CREDIT_MODEL_LAST_TOUCH";
+    case CreditModel.CREDIT_MODEL_FIRST_TOUCH:
+      return "CREDIT_MODEL_FIRST_TOUCH";
+    case CreditModel.CREDIT_MODEL_LINEAR:
+      return "CREDIT_MODEL_LINEAR";
+    case CreditModel.CREDIT_MODEL_POSITION_BASED:
+      return "CREDIT_MODEL_POSITION_BASED";
+    case CreditModel.CREDIT_MODEL_TIME_DECAY:
+      return "CREDIT_MODEL_TIME_DECAY";
+    case CreditModel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** How many touchpoints of one action a message had. */
 export interface ActionCount {
   /** The action. */
@@ -30,6 +100,30 @@ export interface MessageReport {
   touchpoints: ActionCount[];
   /** Goal conversions in the range credited to this message. */
   creditedConversions: number;
+  /**
+   * The same goal conversions credited by each model, side by side (last touch first): the
+   * models split each conversion's credit, and its value, across the winning journey's
+   * qualifying touchpoints in [T - window, T]; the winning journey never changes by model.
+   */
+  credits: ModelCredit[];
+}
+
+/** A message's share of goal conversions under one credit model. */
+export interface ModelCredit {
+  /** The model. */
+  model: CreditModel;
+  /** Fractional goal conversions. */
+  conversions: number;
+  /** Fractional value, per currency. */
+  value: FractionalMoney[];
+}
+
+/** An amount of money that may be a fraction of a micro. */
+export interface FractionalMoney {
+  /** The ISO 4217 currency code. */
+  currencyCode: string;
+  /** The amount in millionths of the currency unit. */
+  amountMicros: number;
 }
 
 /** The figures of one named conversion. */
@@ -103,7 +197,73 @@ export interface JourneyReport {
     | HoldoutLift
     | undefined;
   /** Time to conversion over all the reported versions together. */
-  timeToConversion: TimeToConversion | undefined;
+  timeToConversion:
+    | TimeToConversion
+    | undefined;
+  /**
+   * Per step of the journey (the step_id of its messages, and of Convert and Evaluate-goal
+   * marks), for the cohort, in step id order.
+   */
+  steps: SegmentReport[];
+  /** Per path of the journey's messages, for the cohort, in path order. */
+  paths: SegmentReport[];
+  /**
+   * Per calendar day of time_zone that overlaps the range, from the journey's first activity
+   * on: goal conversions, named conversions and value by their time; days without any are
+   * present with zeros.
+   */
+  days: DayFigures[];
+  /** The IANA time zone of days. */
+  timeZone: string;
+  /** The journeys that goal_events_credited_elsewhere went to, most first (at most 10). */
+  creditedElsewhere: JourneyCount[];
+}
+
+/**
+ * One step or path of a journey, for the report's cohort (the treated enrollments that entered
+ * in the range, followed up to its end).
+ */
+export interface SegmentReport {
+  /** The step id or the path. */
+  key: string;
+  /** Enrollments with a touchpoint of a message on it while enrolled, before the end. */
+  reached: number;
+  /** Their goal conversions credited (last touch) to a message on it. */
+  goalConversions: number;
+  /** Reached enrollments that converted (to whichever message), over reached. */
+  conversionRateReached:
+    | RateEstimate
+    | undefined;
+  /** Named conversions awarded at this step (Convert and Evaluate-goal marks), by conversion. */
+  namedConversions: ConversionCount[];
+}
+
+/** How many awards a named conversion had. */
+export interface ConversionCount {
+  /** The conversion. */
+  conversionId: string;
+  /** The awards. */
+  count: number;
+}
+
+/** One calendar day of a report. */
+export interface DayFigures {
+  /** The day, as YYYY-MM-DD in the report's time zone. */
+  date: string;
+  /** Goal conversions whose goal event happened that day. */
+  goalConversions: number;
+  /** Named conversions awarded that day. */
+  namedConversions: number;
+  /** The value of both, per currency. */
+  value: Money[];
+}
+
+/** A journey and a count. */
+export interface JourneyCount {
+  /** The journey. */
+  journeyId: string;
+  /** How many. */
+  count: number;
 }
 
 /** A proportion, successes / trials, with its 95% Wilson score interval. */
@@ -324,7 +484,7 @@ export const ActionCount: MessageFns<ActionCount> = {
 };
 
 function createBaseMessageReport(): MessageReport {
-  return { messageId: "", channel: 0, touchpoints: [], creditedConversions: 0 };
+  return { messageId: "", channel: 0, touchpoints: [], creditedConversions: 0, credits: [] };
 }
 
 export const MessageReport: MessageFns<MessageReport> = {
@@ -340,6 +500,9 @@ export const MessageReport: MessageFns<MessageReport> = {
     }
     if (message.creditedConversions !== 0) {
       writer.uint32(32).int64(message.creditedConversions);
+    }
+    for (const v of message.credits) {
+      ModelCredit.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -389,6 +552,14 @@ export const MessageReport: MessageFns<MessageReport> = {
             message.creditedConversions = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.credits.push(ModelCredit.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -417,6 +588,7 @@ export const MessageReport: MessageFns<MessageReport> = {
         : isSet(object.credited_conversions)
         ? globalThis.Number(object.credited_conversions)
         : 0,
+      credits: globalThis.Array.isArray(object?.credits) ? object.credits.map((e: any) => ModelCredit.fromJSON(e)) : [],
     };
   },
 
@@ -434,6 +606,9 @@ export const MessageReport: MessageFns<MessageReport> = {
     if (message.creditedConversions !== 0) {
       obj.creditedConversions = Math.round(message.creditedConversions);
     }
+    if (message.credits?.length) {
+      obj.credits = message.credits.map((e) => ModelCredit.toJSON(e));
+    }
     return obj;
   },
 
@@ -446,6 +621,201 @@ export const MessageReport: MessageFns<MessageReport> = {
     message.channel = object.channel ?? 0;
     message.touchpoints = object.touchpoints?.map((e) => ActionCount.fromPartial(e)) || [];
     message.creditedConversions = object.creditedConversions ?? 0;
+    message.credits = object.credits?.map((e) => ModelCredit.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelCredit(): ModelCredit {
+  return { model: 0, conversions: 0, value: [] };
+}
+
+export const ModelCredit: MessageFns<ModelCredit> = {
+  encode(message: ModelCredit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== 0) {
+      writer.uint32(8).int32(message.model);
+    }
+    if (message.conversions !== 0) {
+      writer.uint32(17).double(message.conversions);
+    }
+    for (const v of message.value) {
+      FractionalMoney.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelCredit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelCredit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.model = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.conversions = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value.push(FractionalMoney.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelCredit {
+    return {
+      model: isSet(object.model) ? creditModelFromJSON(object.model) : 0,
+      conversions: isSet(object.conversions) ? globalThis.Number(object.conversions) : 0,
+      value: globalThis.Array.isArray(object?.value) ? object.value.map((e: any) => FractionalMoney.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ModelCredit): unknown {
+    const obj: any = {};
+    if (message.model !== 0) {
+      obj.model = creditModelToJSON(message.model);
+    }
+    if (message.conversions !== 0) {
+      obj.conversions = floatToJson(message.conversions);
+    }
+    if (message.value?.length) {
+      obj.value = message.value.map((e) => FractionalMoney.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelCredit>, I>>(base?: I): ModelCredit {
+    return ModelCredit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelCredit>, I>>(object: I): ModelCredit {
+    const message = createBaseModelCredit();
+    message.model = object.model ?? 0;
+    message.conversions = object.conversions ?? 0;
+    message.value = object.value?.map((e) => FractionalMoney.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFractionalMoney(): FractionalMoney {
+  return { currencyCode: "", amountMicros: 0 };
+}
+
+export const FractionalMoney: MessageFns<FractionalMoney> = {
+  encode(message: FractionalMoney, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currencyCode !== "") {
+      writer.uint32(10).string(message.currencyCode);
+    }
+    if (message.amountMicros !== 0) {
+      writer.uint32(17).double(message.amountMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FractionalMoney {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFractionalMoney();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.amountMicros = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FractionalMoney {
+    return {
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amountMicros: isSet(object.amountMicros)
+        ? globalThis.Number(object.amountMicros)
+        : isSet(object.amount_micros)
+        ? globalThis.Number(object.amount_micros)
+        : 0,
+    };
+  },
+
+  toJSON(message: FractionalMoney): unknown {
+    const obj: any = {};
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amountMicros !== 0) {
+      obj.amountMicros = floatToJson(message.amountMicros);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FractionalMoney>, I>>(base?: I): FractionalMoney {
+    return FractionalMoney.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FractionalMoney>, I>>(object: I): FractionalMoney {
+    const message = createBaseFractionalMoney();
+    message.currencyCode = object.currencyCode ?? "";
+    message.amountMicros = object.amountMicros ?? 0;
     return message;
   },
 };
@@ -593,6 +963,11 @@ function createBaseJourneyReport(): JourneyReport {
     baselineVersion: 0,
     holdout: undefined,
     timeToConversion: undefined,
+    steps: [],
+    paths: [],
+    days: [],
+    timeZone: "",
+    creditedElsewhere: [],
   };
 }
 
@@ -657,6 +1032,21 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     }
     if (message.timeToConversion !== undefined) {
       TimeToConversion.encode(message.timeToConversion, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.steps) {
+      SegmentReport.encode(v!, writer.uint32(170).fork()).join();
+    }
+    for (const v of message.paths) {
+      SegmentReport.encode(v!, writer.uint32(178).fork()).join();
+    }
+    for (const v of message.days) {
+      DayFigures.encode(v!, writer.uint32(186).fork()).join();
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(194).string(message.timeZone);
+    }
+    for (const v of message.creditedElsewhere) {
+      JourneyCount.encode(v!, writer.uint32(202).fork()).join();
     }
     return writer;
   },
@@ -834,6 +1224,46 @@ export const JourneyReport: MessageFns<JourneyReport> = {
             message.timeToConversion = TimeToConversion.decode(reader, reader.uint32());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.steps.push(SegmentReport.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.paths.push(SegmentReport.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.days.push(DayFigures.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.creditedElsewhere.push(JourneyCount.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -918,6 +1348,23 @@ export const JourneyReport: MessageFns<JourneyReport> = {
         : isSet(object.time_to_conversion)
         ? TimeToConversion.fromJSON(object.time_to_conversion)
         : undefined,
+      steps: globalThis.Array.isArray(object?.steps)
+        ? object.steps.map((e: any) => SegmentReport.fromJSON(e))
+        : [],
+      paths: globalThis.Array.isArray(object?.paths)
+        ? object.paths.map((e: any) => SegmentReport.fromJSON(e))
+        : [],
+      days: globalThis.Array.isArray(object?.days) ? object.days.map((e: any) => DayFigures.fromJSON(e)) : [],
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
+      creditedElsewhere: globalThis.Array.isArray(object?.creditedElsewhere)
+        ? object.creditedElsewhere.map((e: any) => JourneyCount.fromJSON(e))
+        : globalThis.Array.isArray(object?.credited_elsewhere)
+        ? object.credited_elsewhere.map((e: any) => JourneyCount.fromJSON(e))
+        : [],
     };
   },
 
@@ -983,6 +1430,21 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     if (message.timeToConversion !== undefined) {
       obj.timeToConversion = TimeToConversion.toJSON(message.timeToConversion);
     }
+    if (message.steps?.length) {
+      obj.steps = message.steps.map((e) => SegmentReport.toJSON(e));
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths.map((e) => SegmentReport.toJSON(e));
+    }
+    if (message.days?.length) {
+      obj.days = message.days.map((e) => DayFigures.toJSON(e));
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
+    if (message.creditedElsewhere?.length) {
+      obj.creditedElsewhere = message.creditedElsewhere.map((e) => JourneyCount.toJSON(e));
+    }
     return obj;
   },
 
@@ -1015,6 +1477,462 @@ export const JourneyReport: MessageFns<JourneyReport> = {
     message.timeToConversion = (object.timeToConversion !== undefined && object.timeToConversion !== null)
       ? TimeToConversion.fromPartial(object.timeToConversion)
       : undefined;
+    message.steps = object.steps?.map((e) => SegmentReport.fromPartial(e)) || [];
+    message.paths = object.paths?.map((e) => SegmentReport.fromPartial(e)) || [];
+    message.days = object.days?.map((e) => DayFigures.fromPartial(e)) || [];
+    message.timeZone = object.timeZone ?? "";
+    message.creditedElsewhere = object.creditedElsewhere?.map((e) => JourneyCount.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSegmentReport(): SegmentReport {
+  return { key: "", reached: 0, goalConversions: 0, conversionRateReached: undefined, namedConversions: [] };
+}
+
+export const SegmentReport: MessageFns<SegmentReport> = {
+  encode(message: SegmentReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.reached !== 0) {
+      writer.uint32(16).int64(message.reached);
+    }
+    if (message.goalConversions !== 0) {
+      writer.uint32(24).int64(message.goalConversions);
+    }
+    if (message.conversionRateReached !== undefined) {
+      RateEstimate.encode(message.conversionRateReached, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.namedConversions) {
+      ConversionCount.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reached = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.goalConversions = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.conversionRateReached = RateEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.namedConversions.push(ConversionCount.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentReport {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      reached: isSet(object.reached) ? globalThis.Number(object.reached) : 0,
+      goalConversions: isSet(object.goalConversions)
+        ? globalThis.Number(object.goalConversions)
+        : isSet(object.goal_conversions)
+        ? globalThis.Number(object.goal_conversions)
+        : 0,
+      conversionRateReached: isSet(object.conversionRateReached)
+        ? RateEstimate.fromJSON(object.conversionRateReached)
+        : isSet(object.conversion_rate_reached)
+        ? RateEstimate.fromJSON(object.conversion_rate_reached)
+        : undefined,
+      namedConversions: globalThis.Array.isArray(object?.namedConversions)
+        ? object.namedConversions.map((e: any) => ConversionCount.fromJSON(e))
+        : globalThis.Array.isArray(object?.named_conversions)
+        ? object.named_conversions.map((e: any) => ConversionCount.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SegmentReport): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.reached !== 0) {
+      obj.reached = Math.round(message.reached);
+    }
+    if (message.goalConversions !== 0) {
+      obj.goalConversions = Math.round(message.goalConversions);
+    }
+    if (message.conversionRateReached !== undefined) {
+      obj.conversionRateReached = RateEstimate.toJSON(message.conversionRateReached);
+    }
+    if (message.namedConversions?.length) {
+      obj.namedConversions = message.namedConversions.map((e) => ConversionCount.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentReport>, I>>(base?: I): SegmentReport {
+    return SegmentReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentReport>, I>>(object: I): SegmentReport {
+    const message = createBaseSegmentReport();
+    message.key = object.key ?? "";
+    message.reached = object.reached ?? 0;
+    message.goalConversions = object.goalConversions ?? 0;
+    message.conversionRateReached =
+      (object.conversionRateReached !== undefined && object.conversionRateReached !== null)
+        ? RateEstimate.fromPartial(object.conversionRateReached)
+        : undefined;
+    message.namedConversions = object.namedConversions?.map((e) => ConversionCount.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseConversionCount(): ConversionCount {
+  return { conversionId: "", count: 0 };
+}
+
+export const ConversionCount: MessageFns<ConversionCount> = {
+  encode(message: ConversionCount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversionId !== "") {
+      writer.uint32(10).string(message.conversionId);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).int64(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConversionCount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConversionCount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConversionCount {
+    return {
+      conversionId: isSet(object.conversionId)
+        ? globalThis.String(object.conversionId)
+        : isSet(object.conversion_id)
+        ? globalThis.String(object.conversion_id)
+        : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+    };
+  },
+
+  toJSON(message: ConversionCount): unknown {
+    const obj: any = {};
+    if (message.conversionId !== "") {
+      obj.conversionId = message.conversionId;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConversionCount>, I>>(base?: I): ConversionCount {
+    return ConversionCount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConversionCount>, I>>(object: I): ConversionCount {
+    const message = createBaseConversionCount();
+    message.conversionId = object.conversionId ?? "";
+    message.count = object.count ?? 0;
+    return message;
+  },
+};
+
+function createBaseDayFigures(): DayFigures {
+  return { date: "", goalConversions: 0, namedConversions: 0, value: [] };
+}
+
+export const DayFigures: MessageFns<DayFigures> = {
+  encode(message: DayFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.date !== "") {
+      writer.uint32(10).string(message.date);
+    }
+    if (message.goalConversions !== 0) {
+      writer.uint32(16).int64(message.goalConversions);
+    }
+    if (message.namedConversions !== 0) {
+      writer.uint32(24).int64(message.namedConversions);
+    }
+    for (const v of message.value) {
+      Money.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DayFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDayFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.date = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.goalConversions = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.namedConversions = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.value.push(Money.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DayFigures {
+    return {
+      date: isSet(object.date) ? globalThis.String(object.date) : "",
+      goalConversions: isSet(object.goalConversions)
+        ? globalThis.Number(object.goalConversions)
+        : isSet(object.goal_conversions)
+        ? globalThis.Number(object.goal_conversions)
+        : 0,
+      namedConversions: isSet(object.namedConversions)
+        ? globalThis.Number(object.namedConversions)
+        : isSet(object.named_conversions)
+        ? globalThis.Number(object.named_conversions)
+        : 0,
+      value: globalThis.Array.isArray(object?.value) ? object.value.map((e: any) => Money.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: DayFigures): unknown {
+    const obj: any = {};
+    if (message.date !== "") {
+      obj.date = message.date;
+    }
+    if (message.goalConversions !== 0) {
+      obj.goalConversions = Math.round(message.goalConversions);
+    }
+    if (message.namedConversions !== 0) {
+      obj.namedConversions = Math.round(message.namedConversions);
+    }
+    if (message.value?.length) {
+      obj.value = message.value.map((e) => Money.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DayFigures>, I>>(base?: I): DayFigures {
+    return DayFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DayFigures>, I>>(object: I): DayFigures {
+    const message = createBaseDayFigures();
+    message.date = object.date ?? "";
+    message.goalConversions = object.goalConversions ?? 0;
+    message.namedConversions = object.namedConversions ?? 0;
+    message.value = object.value?.map((e) => Money.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseJourneyCount(): JourneyCount {
+  return { journeyId: "", count: 0 };
+}
+
+export const JourneyCount: MessageFns<JourneyCount> = {
+  encode(message: JourneyCount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.journeyId !== "") {
+      writer.uint32(10).string(message.journeyId);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).int64(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JourneyCount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJourneyCount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.journeyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JourneyCount {
+    return {
+      journeyId: isSet(object.journeyId)
+        ? globalThis.String(object.journeyId)
+        : isSet(object.journey_id)
+        ? globalThis.String(object.journey_id)
+        : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+    };
+  },
+
+  toJSON(message: JourneyCount): unknown {
+    const obj: any = {};
+    if (message.journeyId !== "") {
+      obj.journeyId = message.journeyId;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JourneyCount>, I>>(base?: I): JourneyCount {
+    return JourneyCount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JourneyCount>, I>>(object: I): JourneyCount {
+    const message = createBaseJourneyCount();
+    message.journeyId = object.journeyId ?? "";
+    message.count = object.count ?? 0;
     return message;
   },
 };

@@ -410,6 +410,8 @@ export interface GetJourneyReportRequest {
    * the range.
    */
   baselineVersion: number;
+  /** The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC. */
+  timeZone: string;
 }
 
 /** The response of GetJourneyReport. */
@@ -3619,7 +3621,7 @@ export const StreamConversionEventsResponse: MessageFns<StreamConversionEventsRe
 };
 
 function createBaseGetJourneyReportRequest(): GetJourneyReportRequest {
-  return { journeyId: "", version: 0, startTime: undefined, endTime: undefined, baselineVersion: 0 };
+  return { journeyId: "", version: 0, startTime: undefined, endTime: undefined, baselineVersion: 0, timeZone: "" };
 }
 
 export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
@@ -3638,6 +3640,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     }
     if (message.baselineVersion !== 0) {
       writer.uint32(40).int32(message.baselineVersion);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(50).string(message.timeZone);
     }
     return writer;
   },
@@ -3695,6 +3700,14 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
             message.baselineVersion = reader.int32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3730,6 +3743,11 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
         : isSet(object.baseline_version)
         ? globalThis.Number(object.baseline_version)
         : 0,
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
     };
   },
 
@@ -3750,6 +3768,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     if (message.baselineVersion !== 0) {
       obj.baselineVersion = Math.round(message.baselineVersion);
     }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
     return obj;
   },
 
@@ -3763,6 +3784,7 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     message.startTime = object.startTime ?? undefined;
     message.endTime = object.endTime ?? undefined;
     message.baselineVersion = object.baselineVersion ?? 0;
+    message.timeZone = object.timeZone ?? "";
     return message;
   },
 };

@@ -1,0 +1,97 @@
+"""A report's figures by event time: conversions per day of a time zone, and the journeys that
+this journey's participants' goal events went to."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from journey_conversions.store import sql
+
+ELSEWHERE_TOP = 10
+
+
+@dataclass
+class DayFigures:
+    day: date
+    goal_conversions: int = 0
+    named_conversions: int = 0
+    value: dict[str, int] = field(default_factory=dict)  # currency -> micros
+
+
+def day_starts(first: date, last: date, zone: ZoneInfo) -> list[datetime]:
+    """The UTC instant each local day from `first` to `last` begins (a midnight that a
+    daylight-saving change skips is read with the offset in force before it, PEP 495)."""
+    days = (last - first).days + 1
+    return [
+        datetime.combine(first + timedelta(days=i), time(0), zone).astimezone(UTC)
+        for i in range(days)
+    ]
+
+
+async def _first_activity(
+    conn: asyncpg.Connection, tenant_id: str, journey_id: str
+) -> datetime | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "select least((select min(enter_time) from enrollments"
+        " where tenant_id = $1 and journey_id = $2),"
+        " (select min(award_time) from awards where tenant_id = $1 and journey_id = $2))",
+        tenant_id,
+        journey_id,
+    )
+
+
+async def days(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+) -> list[DayFigures]:
+    """Every local day overlapping [start, end) from the journey's first entry or award on,
+    with zeros on days without awards."""
+    first_activity = await _first_activity(conn, tenant_id, journey_id)
+    if first_activity is None or first_activity >= end:
+        return []
+    first = max(start, first_activity).astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    starts = day_starts(first, last, zone)
+    figures = [DayFigures(first + timedelta(days=i)) for i in range(len(starts))]
+    for row in await conn.fetch(
+        sql.statement("report_days"), tenant_id, journey_id, version, start, end, starts
+    ):
+        # An award before the first day's start cannot exist (first_activity bounds them).
+        day = figures[row["day"] - 1]
+        if row["goal"]:
+            day.goal_conversions += row["n"]
+        else:
+            day.named_conversions += row["n"]
+        if row["value_currency"] is not None:
+            currency = row["value_currency"]
+            day.value[currency] = day.value.get(currency, 0) + row["micros"]
+    return figures
+
+
+async def credited_elsewhere(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+) -> tuple[int, list[tuple[str, int]]]:
+    """How many goal events of the journey's participants went to other journeys, and the
+    ELSEWHERE_TOP journeys that got most of them."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in await conn.fetch(
+        sql.statement("report_elsewhere"), tenant_id, journey_id, version, start, end
+    ):
+        counts[row["journey_id"]] = row["n"]
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:ELSEWHERE_TOP]
+    return sum(counts.values()), top
