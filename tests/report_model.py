@@ -18,8 +18,10 @@ Definitions (the cohort of a range [start, end)):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -363,3 +365,125 @@ def message_credits(
             for t, share in zip(touches, shares, strict=True):
                 add(t.message_id, model, share, award)
     return credits
+
+
+@dataclass(frozen=True)
+class ModelSegment:
+    key: str
+    reached: int
+    converted: int
+    goal_conversions: int
+    named: dict[str, int]
+
+
+def segments(
+    rules: JourneyRules,
+    versions: list[int],
+    layout: Callable[[int, str], tuple[str, str]],
+    message_ids: list[str],
+    enrollments: list[Enrollment],
+    touchpoints: list[Touchpoint],
+    awards: dict[tuple[str, str], ModelAward],
+    start: datetime,
+    end: datetime,
+) -> tuple[list[ModelSegment], list[ModelSegment]]:
+    """Steps and paths for the cohort (treated enrollments of the versions that entered in the
+    range): `layout(version, message)` is a message's (step, path) in a version, '' for none;
+    every step and path of the journey's messages in the versions is listed."""
+    cohort = [
+        e
+        for e in enrollments
+        if e.journey_id == rules.journey_id
+        and e.version in versions
+        and not e.holdout
+        and start <= e.enter_time < end
+    ]
+    messages = {t.event_id: t.message_id for t in touchpoints}
+    result = []
+    for position in (0, 1):  # step, path
+        keys = {layout(v, m)[position] for v in versions for m in message_ids} - {""}
+        figures: dict[str, dict[str, Any]] = {}
+
+        def of(key: str, figures: dict[str, dict[str, Any]] = figures) -> dict[str, Any]:
+            return figures.setdefault(
+                key, {"reached": 0, "converted": 0, "goal_conversions": 0, "named": {}}
+            )
+
+        for key in keys:
+            of(key)
+        for e in cohort:
+            goal = awards.get((e.enrollment_id, GOAL_CONVERSION))
+            converted = goal is not None and goal.award_time < end
+            reached = {
+                layout(e.version, t.message_id)[position]
+                for t in touchpoints
+                if t.contact_id == e.contact_id
+                and t.journey_id == e.journey_id
+                and _during(e, t.occur_time, end)
+            } - {""}
+            for key in reached:
+                of(key)["reached"] += 1
+                of(key)["converted"] += converted
+            if converted and goal is not None:
+                key = layout(e.version, messages[goal.touchpoint_event_id])[position]
+                if key:
+                    of(key)["goal_conversions"] += 1
+            for (enrollment_id, conversion_id), award in awards.items():
+                if (
+                    position == 0
+                    and enrollment_id == e.enrollment_id
+                    and conversion_id != GOAL_CONVERSION
+                    and award.step_id
+                    and award.award_time < end
+                ):
+                    named = of(award.step_id)["named"]
+                    named[conversion_id] = named.get(conversion_id, 0) + 1
+        result.append(
+            [
+                ModelSegment(k, f["reached"], f["converted"], f["goal_conversions"], f["named"])
+                for k, f in sorted(figures.items())
+            ]
+        )
+    return result[0], result[1]
+
+
+def participation(
+    rules: JourneyRules,
+    version: int,
+    enrollments: list[Enrollment],
+    touchpoints: list[Touchpoint],
+    start: datetime,
+    end: datetime,
+) -> tuple[int, int, int, int]:
+    """Treated enrollments of the journey (and version) that entered, were active, exited in the
+    range, and were engaged: active, with a qualifying touchpoint in the range while enrolled."""
+    own = [
+        e
+        for e in enrollments
+        if e.journey_id == rules.journey_id
+        and not e.holdout
+        and (not version or e.version == version)
+    ]
+    active = [
+        e for e in own if e.enter_time < end and (e.exit_time is None or e.exit_time >= start)
+    ]
+    engaged = [
+        e
+        for e in active
+        if any(
+            t.contact_id == e.contact_id
+            and t.journey_id == e.journey_id
+            and start <= t.occur_time < end
+            and _during(e, t.occur_time, end)
+            and not (
+                rules.exclude_machine_opens and t.machine_generated and t.action == Action.OPENED
+            )
+            for t in touchpoints
+        )
+    ]
+    return (
+        sum(start <= e.enter_time < end for e in own),
+        len(active),
+        sum(e.exit_time is not None and start <= e.exit_time < end for e in own),
+        len(engaged),
+    )

@@ -76,12 +76,33 @@ class VersionFigures:
     value: dict[str, int] = field(default_factory=dict)  # currency -> micros
 
 
+@dataclass
+class SegmentFigures:
+    """One step or path: reached enrollments, how many converted, the goal conversions credited
+    to its messages, and (steps) the named conversions its marks awarded."""
+
+    key: str
+    reached: int = 0
+    converted: int = 0  # of the reached ones, to whichever message
+    goal_conversions: int = 0  # credited to a message on it
+    named: dict[str, int] = field(default_factory=dict)  # conversion id -> awards
+
+    @property
+    def conversion_rate(self) -> Rate:
+        return wilson(self.converted, self.reached)
+
+
+STEP, PATH = 1, 2  # the segments of store/sql/report_reach.sql
+
+
 @dataclass(frozen=True, slots=True)
 class CohortFigures:
     versions: list[VersionFigures]
     baseline_version: int  # 0: no version had treated entries
     holdout: HoldoutLift
     time_to_conversion: TimeToConversion
+    steps: list[SegmentFigures] = field(default_factory=list)
+    paths: list[SegmentFigures] = field(default_factory=list)
 
 
 def holdout_lift(counts: VersionCounts) -> HoldoutLift:

@@ -54,6 +54,19 @@ def time_to_conversion(value: cohorts.TimeToConversion) -> report_pb2.TimeToConv
     return result
 
 
+def segment(value: cohorts.SegmentFigures) -> report_pb2.SegmentReport:
+    return report_pb2.SegmentReport(
+        key=value.key,
+        reached=value.reached,
+        goal_conversions=value.goal_conversions,
+        conversion_rate_reached=rate(value.conversion_rate),
+        named_conversions=[
+            report_pb2.ConversionCount(conversion_id=c, count=n)
+            for c, n in sorted(value.named.items())
+        ],
+    )
+
+
 def version(value: cohorts.VersionFigures) -> report_pb2.VersionReport:
     result = report_pb2.VersionReport(
         version=value.version,
@@ -138,4 +151,6 @@ def report(value: reports.Report) -> report_pb2.JourneyReport:
         result.baseline_version = value.cohort.baseline_version
         result.holdout.CopyFrom(holdout(value.cohort.holdout))
         result.time_to_conversion.CopyFrom(time_to_conversion(value.cohort.time_to_conversion))
+        result.steps.extend(segment(s) for s in value.cohort.steps)
+        result.paths.extend(segment(p) for p in value.cohort.paths)
     return result

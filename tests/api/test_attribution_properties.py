@@ -28,9 +28,11 @@ from journeys.conversions.v1 import service_pb2 as pb
 from journey_conversions.domain import (
     DEFAULT_ATTRIBUTION_WINDOW,
     AwardSource,
+    Channel,
     Criterion,
     Enrollment,
     GoalEvent,
+    JourneyMessage,
     Money,
     OutcomeStatus,
     StepMark,
@@ -49,7 +51,18 @@ Metadata = tuple[tuple[str, str], ...]
 _NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 BASE = _NOW - timedelta(days=25)
 
-VERSIONS = (1, 2)  # every journey has both, with the same messages
+VERSIONS = (1, 2)  # every journey has both, with the same messages on other steps and paths
+
+
+def layout(version: int, index: int, message: JourneyMessage) -> tuple[str, str]:
+    """The step and path of a journey's `index`-th message in a version: version 2 puts every
+    email on one step and moves or drops paths, so reports must use the enrollment's version."""
+    if version == 1:
+        return message.step_id, "path-a" if index % 2 == 0 else "path-b"
+    step = "step-shared" if message.channel == Channel.EMAIL else message.step_id
+    return step, "path-b" if index % 2 == 0 else ""
+
+
 WORLDS = worlds(
     base=BASE,
     days=24,
@@ -145,9 +158,10 @@ def _define_journey(world: World, journey_id: str, change: int) -> Call:
                     journey_pb2.JourneyMessage(
                         message_id=m.message_id,
                         channel=journey_pb2.Channel.ValueType(m.channel),
-                        step_id=m.step_id,
+                        step_id=layout(version, index, m)[0],
+                        path=layout(version, index, m)[1],
                     )
-                    for m in world.messages[journey_id]
+                    for index, m in enumerate(world.messages[journey_id])
                 ],
             )
             for version in VERSIONS

@@ -28,6 +28,7 @@ from tests.api.test_attribution_properties import (
     WORLDS,
     Metadata,
     deliver,
+    layout,
     tasks_of,
     ts,
 )
@@ -41,6 +42,8 @@ from tests.report_model import (
     credited_elsewhere,
     days,
     message_credits,
+    participation,
+    segments,
 )
 from tests.unit.strategies import World
 
@@ -116,9 +119,15 @@ def assert_activity(
     end: datetime,
     zone: ZoneInfo,
 ) -> None:
-    """Days and goal events credited elsewhere equal the model's."""
+    """Participation, days, goal events credited elsewhere and message credits equal the
+    model's."""
     model = world.model()
     enrollments = list(world.enrollments)
+    rules = world.journeys[journey_id]
+    counts = (report.entered, report.active, report.exited, report.engaged)
+    assert counts == participation(rules, version, enrollments, list(world.touchpoints), start, end)
+    if 0 < report.engaged < report.active:
+        event("a range with active but unengaged enrollments")
     expected_days = days(journey_id, version, enrollments, model.awards, start, end, zone)
     found_days = [
         (
@@ -162,8 +171,53 @@ def assert_activity(
             assert found_value.keys() == value.keys()
             for currency, micros in value.items():
                 assert found_value[currency] == pytest.approx(micros, rel=REL, abs=1e-6)
-        if [c for c in expected.values() if c[0]] and expected["linear"][0] % 1:
+        if any(0.0 < conversions < 1.0 for conversions, _ in expected.values()):
             event("a message with a fractional share")
+
+
+def assert_segments(
+    report: report_pb2.JourneyReport,
+    world: World,
+    journey_id: str,
+    versions: list[int],
+    start: datetime,
+    end: datetime,
+) -> None:
+    """Steps and paths equal the model's."""
+    journey_messages = world.messages[journey_id]
+    index = {m.message_id: i for i, m in enumerate(journey_messages)}
+
+    def where(version: int, message_id: str) -> tuple[str, str]:
+        return layout(version, index[message_id], journey_messages[index[message_id]])
+
+    expected_steps, expected_paths = segments(
+        world.journeys[journey_id],
+        versions,
+        where,
+        list(index),
+        list(world.enrollments),
+        list(world.touchpoints),
+        world.model().awards,
+        start,
+        end,
+    )
+    for found, expected in ((report.steps, expected_steps), (report.paths, expected_paths)):
+        assert [
+            (
+                s.key,
+                s.reached,
+                s.conversion_rate_reached.successes,
+                s.goal_conversions,
+                {c.conversion_id: c.count for c in s.named_conversions},
+            )
+            for s in found
+        ] == [(e.key, e.reached, e.converted, e.goal_conversions, e.named) for e in expected]
+        for s in found:
+            assert s.conversion_rate_reached.trials == s.reached
+    if any(s.reached for s in expected_steps):
+        event("a step reached")
+    if any(s.named for s in expected_steps):
+        event("a named conversion at a step")
 
 
 def ranges(world: World) -> st.SearchStrategy[tuple[datetime | None, datetime | None]]:
@@ -219,10 +273,11 @@ async def test_report_cohort_figures_equal_the_models(
             request.end_time.CopyFrom(ts(end))
         report = (await stub.GetJourneyReport(request, metadata=md)).report
         start_, end_ = start or DAWN, end or now
+        versions = [version] if version else list(VERSIONS)
         assert_activity(report, world, journey_id, version, start_, end_, ZoneInfo(zone or "UTC"))
         expected_baseline, expected = cohort(
             rules,
-            [version] if version else list(VERSIONS),
+            versions,
             list(world.enrollments),
             list(world.touchpoints),
             list(world.goal_events),
@@ -231,6 +286,7 @@ async def test_report_cohort_figures_equal_the_models(
             end_,
             baseline,
         )
+        assert_segments(report, world, journey_id, versions, start_, end_)
         assert report.baseline_version == expected_baseline
         assert [v.version for v in report.versions] == [v.version for v in expected]
         for found, model in zip(report.versions, expected, strict=True):

@@ -40,6 +40,25 @@ create table conversion_credits (
 create index conversion_credits_by_journey on conversion_credits (tenant_id, journey_id, award_time);
 create index conversion_credits_by_contact on conversion_credits (tenant_id, contact_id, award_time);
 
+-- The steps and paths an enrollment reached: the first touchpoint, while enrolled, of a message
+-- on that step (segment 1) or path (segment 2). A message's step and path are those of the
+-- enrollment's version, or of the lowest version holding the message when the enrollment's
+-- does not. The enrollment's journey, version, entry and holdout are copied (they never
+-- change) so that a report reads its cohort's rows without a join.
+create table enrollment_reach (
+    tenant_id text not null,
+    enrollment_id text not null,
+    segment smallint not null,
+    key text not null,
+    journey_id text not null,
+    version integer not null,
+    enter_time timestamptz not null,
+    holdout boolean not null,
+    first_time timestamptz not null,
+    primary key (tenant_id, enrollment_id, segment, key)
+);
+create index enrollment_reach_by_journey on enrollment_reach (tenant_id, journey_id, enter_time);
+
 -- Existing enrollments: their touchpoint facts from the stored touchpoints.
 update enrollments e set
     first_touch_time = f.first_touch_time,

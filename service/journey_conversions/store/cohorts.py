@@ -9,7 +9,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from journey_conversions.cohorts import ArmCounts, TimeToConversion, VersionCounts
+from journey_conversions.cohorts import (
+    ArmCounts,
+    SegmentFigures,
+    TimeToConversion,
+    VersionCounts,
+)
 from journey_conversions.store import sql
 
 
@@ -86,3 +91,34 @@ async def values(
     ):
         found[row["version"]][row["currency"]] = row["micros"]
     return dict(found)
+
+
+async def segments(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey_id: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    known: dict[int, set[str]],
+) -> dict[int, list[SegmentFigures]]:
+    """Per segment (STEP, PATH), each key's figures in key order: the `known` keys (the steps
+    and paths of the reported versions' messages) and any other that has figures."""
+    found: dict[int, dict[str, SegmentFigures]] = {
+        segment: {key: SegmentFigures(key) for key in keys} for segment, keys in known.items()
+    }
+
+    def figures(segment: int, key: str) -> SegmentFigures:
+        return found.setdefault(segment, {}).setdefault(key, SegmentFigures(key))
+
+    args = (tenant_id, journey_id, start, end, version)
+    for row in await conn.fetch(sql.statement("report_reach"), *args):
+        segment = figures(row["segment"], row["key"])
+        segment.reached, segment.converted = row["reached"], row["converted"]
+    for row in await conn.fetch(sql.statement("report_segment_awards"), *args):
+        segment = figures(row["segment"], row["key"])
+        if row["conversion_id"]:
+            segment.named[row["conversion_id"]] = row["n"]
+        else:
+            segment.goal_conversions = row["n"]
+    return {segment: [keys[k] for k in sorted(keys)] for segment, keys in found.items()}

@@ -25,7 +25,7 @@ from journey_conversions.errors import (
     Violation,
     idempotency_conflict,
 )
-from journey_conversions.store import catalog, codec, decisions, sql
+from journey_conversions.store import catalog, codec, decisions, facts, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -364,7 +364,7 @@ async def enter(
             raise idempotency_conflict("enrollment", new.enrollment_id)
         return stored
     # Touchpoints may have arrived before the entry that they belong to.
-    await conn.execute(sql.statement("touch_facts"), tenant_id, [new.enrollment_id])
+    await facts.recompute(conn, tenant_id, [new.enrollment_id])
     if await decisions.has_events_since(conn, tenant_id, new.contact_id, new.enter_time):
         await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
     return stored
@@ -404,8 +404,8 @@ async def exit_enrollment(
         exit_time,
         int(reason),
     )
-    # The exit can end the period that the first touch lay in.
-    await conn.execute(sql.statement("touch_facts"), tenant_id, [enrollment_id])
+    # The exit can end the period that the first touches lay in.
+    await facts.recompute(conn, tenant_id, [enrollment_id])
     if await decisions.has_events_since(conn, tenant_id, current.contact_id, exit_time):
         await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
     stored = await get_enrollment(conn, tenant_id, enrollment_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -167,10 +167,17 @@ async def _cohort(
         conn, tenant_id, q.journey_id, q.start, q.end, journey.exclude_machine_opens
     )
     args = q.args(tenant_id)
-    return cohorts.figures(
-        reported=[v.version for v in journey.versions if q.version in (0, v.version)],
+    reported = [v for v in journey.versions if q.version in (0, v.version)]
+    figures = cohorts.figures(
+        reported=[v.version for v in reported],
         counts=counts,
         baseline=q.baseline or cohorts.default_baseline(counts),
         durations=await cohort_store.time_to_conversion(conn, *args),
         values=await cohort_store.values(conn, *args),
     )
+    known = {
+        cohorts.STEP: {m.step_id for v in reported for m in v.messages if m.step_id},
+        cohorts.PATH: {m.path for v in reported for m in v.messages if m.path},
+    }
+    segments = await cohort_store.segments(conn, *args, known)
+    return replace(figures, steps=segments[cohorts.STEP], paths=segments[cohorts.PATH])

@@ -1,7 +1,7 @@
--- Inserts touchpoints idempotently in one round trip, keeps the first-touch facts of the
--- enrollments they touch (an enrollment is touched by a touchpoint of its journey while it is
--- active), and says for each new touchpoint whether a goal event of its contact lies within its
--- journey's window after it: then the contact must be re-decided.
+-- Inserts touchpoints idempotently in one round trip, keeps the facts of the enrollments they
+-- touch (a touchpoint of an enrollment's journey while it is active): the first touches and the
+-- steps and paths reached; and says for each new touchpoint whether a goal event of its contact
+-- lies within its journey's window after it: then the contact must be re-decided.
 -- $1 tenant; $2.. the columns, one array each.
 with new as (
     insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version, message_id,
@@ -9,17 +9,22 @@ with new as (
     select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
         $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])
     on conflict (tenant_id, event_id) do nothing
-    returning event_id, contact_id, journey_id, occur_time,
+    returning event_id, contact_id, journey_id, message_id, occur_time,
         machine_generated and action = 2 as machine_open
 ),
-firsts as (
-    select e.enrollment_id, min(new.occur_time) as any_time,
-        min(new.occur_time) filter (where not new.machine_open) as human_time
+touched as (
+    select e.enrollment_id, e.journey_id, e.version, e.enter_time, e.holdout, new.message_id,
+        new.occur_time, new.machine_open
     from new
     join enrollments e on e.tenant_id = $1 and e.contact_id = new.contact_id
         and e.journey_id = new.journey_id and e.enter_time <= new.occur_time
         and (e.exit_time is null or e.exit_time >= new.occur_time)
-    group by e.enrollment_id
+),
+firsts as (
+    select enrollment_id, min(occur_time) as any_time,
+        min(occur_time) filter (where not machine_open) as human_time
+    from touched
+    group by enrollment_id
 ),
 engaged as (
     update enrollments e set
@@ -29,6 +34,25 @@ engaged as (
     where e.tenant_id = $1 and e.enrollment_id = f.enrollment_id
         and (e.first_touch_time is distinct from least(e.first_touch_time, f.any_time)
             or e.first_human_touch_time is distinct from least(e.first_human_touch_time, f.human_time))
+),
+reached as (
+    insert into enrollment_reach (tenant_id, enrollment_id, segment, key, journey_id, version,
+        enter_time, holdout, first_time)
+    select $1, t.enrollment_id, s.segment, s.key, t.journey_id, t.version, t.enter_time,
+        t.holdout, min(t.occur_time)
+    from touched t
+    cross join lateral (
+        select m.step_id, m.path from journey_messages m
+        where m.tenant_id = $1 and m.journey_id = t.journey_id and m.message_id = t.message_id
+        order by m.version = t.version desc, m.version
+        limit 1
+    ) m
+    cross join lateral (values (1::smallint, m.step_id), (2::smallint, m.path)) as s(segment, key)
+    where s.key <> ''
+    group by t.enrollment_id, s.segment, s.key, t.journey_id, t.version, t.enter_time, t.holdout
+    on conflict (tenant_id, enrollment_id, segment, key) do update
+        set first_time = excluded.first_time
+        where enrollment_reach.first_time > excluded.first_time
 )
 select new.event_id, new.contact_id, exists (
     select 1 from goal_events g

@@ -449,7 +449,8 @@ type JourneyReport struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// The end of the range, exclusive.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Enrollments that entered in the range.
+	// Enrollments that entered in the range. Like active, exited and engaged, this counts
+	// treated enrollments only: holdout enrollments are counted in holdout lift alone.
 	Entered int64 `protobuf:"varint,5,opt,name=entered,proto3" json:"entered,omitempty"`
 	// Enrollments active at some moment of the range (entered before its end, not exited
 	// before its start).
@@ -463,9 +464,11 @@ type JourneyReport struct {
 	Messages []*MessageReport `protobuf:"bytes,9,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Goal conversions whose goal event happened in the range.
 	GoalConversions int64 `protobuf:"varint,10,opt,name=goal_conversions,json=goalConversions,proto3" json:"goal_conversions,omitempty"`
-	// goal_conversions / entered; 0 when nothing entered.
+	// goal_conversions / entered; 0 when nothing entered. An activity ratio (conversions in the
+	// range, whichever enrollment they came from, over entries in the range) that can exceed 1;
+	// versions carries the cohort's conversion rate with its interval.
 	ConversionRateEntered float64 `protobuf:"fixed64,11,opt,name=conversion_rate_entered,json=conversionRateEntered,proto3" json:"conversion_rate_entered,omitempty"`
-	// goal_conversions / engaged; 0 when nothing engaged.
+	// goal_conversions / engaged; 0 when nothing engaged. An activity ratio, as above.
 	ConversionRateEngaged float64 `protobuf:"fixed64,12,opt,name=conversion_rate_engaged,json=conversionRateEngaged,proto3" json:"conversion_rate_engaged,omitempty"`
 	// Goal events credited to this journey in the range whose enrollment had already converted.
 	RepeatGoalEvents int64 `protobuf:"varint,13,opt,name=repeat_goal_events,json=repeatGoalEvents,proto3" json:"repeat_goal_events,omitempty"`

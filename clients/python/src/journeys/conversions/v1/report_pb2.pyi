@@ -266,7 +266,9 @@ class JourneyReport(_message.Message):
     version: _builtins.int
     """The version reported; 0 for all versions."""
     entered: _builtins.int
-    """Enrollments that entered in the range."""
+    """Enrollments that entered in the range. Like active, exited and engaged, this counts
+    treated enrollments only: holdout enrollments are counted in holdout lift alone.
+    """
     active: _builtins.int
     """Enrollments active at some moment of the range (entered before its end, not exited
     before its start).
@@ -280,9 +282,12 @@ class JourneyReport(_message.Message):
     goal_conversions: _builtins.int
     """Goal conversions whose goal event happened in the range."""
     conversion_rate_entered: _builtins.float
-    """goal_conversions / entered; 0 when nothing entered."""
+    """goal_conversions / entered; 0 when nothing entered. An activity ratio (conversions in the
+    range, whichever enrollment they came from, over entries in the range) that can exceed 1;
+    versions carries the cohort's conversion rate with its interval.
+    """
     conversion_rate_engaged: _builtins.float
-    """goal_conversions / engaged; 0 when nothing engaged."""
+    """goal_conversions / engaged; 0 when nothing engaged. An activity ratio, as above."""
     repeat_goal_events: _builtins.int
     """Goal events credited to this journey in the range whose enrollment had already converted."""
     goal_events_credited_elsewhere: _builtins.int

@@ -152,7 +152,10 @@ export interface JourneyReport {
   endTime:
     | Date
     | undefined;
-  /** Enrollments that entered in the range. */
+  /**
+   * Enrollments that entered in the range. Like active, exited and engaged, this counts
+   * treated enrollments only: holdout enrollments are counted in holdout lift alone.
+   */
   entered: number;
   /**
    * Enrollments active at some moment of the range (entered before its end, not exited
@@ -170,9 +173,13 @@ export interface JourneyReport {
   messages: MessageReport[];
   /** Goal conversions whose goal event happened in the range. */
   goalConversions: number;
-  /** goal_conversions / entered; 0 when nothing entered. */
+  /**
+   * goal_conversions / entered; 0 when nothing entered. An activity ratio (conversions in the
+   * range, whichever enrollment they came from, over entries in the range) that can exceed 1;
+   * versions carries the cohort's conversion rate with its interval.
+   */
   conversionRateEntered: number;
-  /** goal_conversions / engaged; 0 when nothing engaged. */
+  /** goal_conversions / engaged; 0 when nothing engaged. An activity ratio, as above. */
   conversionRateEngaged: number;
   /** Goal events credited to this journey in the range whose enrollment had already converted. */
   repeatGoalEvents: number;

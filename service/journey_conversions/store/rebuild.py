@@ -1,0 +1,82 @@
+"""Rebuilding a tenant's derived rows from its raw rows: after a bulk load straight into the
+tables (a COPY of enrollments, touchpoints and goal events), or to recompute report facts.
+
+Derived rows are the per-enrollment facts (first touches, goal met), goal outcomes, awards,
+conversion credits and the conversion-event outbox entries that their changes emit. Contacts are
+re-decided over their whole history, a batch per transaction, under their locks, so a rebuild
+may run beside live traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from journey_conversions import db
+from journey_conversions.store import decisions, facts
+
+ALL_HISTORY = datetime(1900, 1, 1, tzinfo=UTC)  # before any event (windows reach back from it)
+ENROLLMENT_BATCH = 20_000
+CONTACT_BATCH = 500
+
+Progress = Callable[[str, int, int], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    enrollments: int
+    contacts: int
+    award_changes: int
+
+
+async def _ids(pool: asyncpg.Pool, query: str, tenant_id: str) -> list[str]:
+    async with pool.acquire() as conn:
+        return [r[0] for r in await conn.fetch(query, tenant_id)]
+
+
+async def rebuild_tenant(
+    pool: asyncpg.Pool, tenant_id: str, progress: Progress | None = None
+) -> Rebuilt:
+    """Recomputes every derived row of the tenant from its raw rows."""
+    enrollments = await _ids(
+        pool,
+        "select enrollment_id from enrollments where tenant_id = $1 order by enrollment_id",
+        tenant_id,
+    )
+    for start in range(0, len(enrollments), ENROLLMENT_BATCH):
+        chunk = enrollments[start : start + ENROLLMENT_BATCH]
+
+        async def recompute(conn: asyncpg.Connection, chunk: list[str] = chunk) -> None:
+            await facts.recompute(conn, tenant_id, chunk)
+
+        await db.transaction(pool, recompute)
+        await _report(progress, "enrollments", start + len(chunk), len(enrollments))
+
+    # Contacts whose attribution can have results: those with goal events or step marks.
+    contacts = await _ids(
+        pool,
+        "select contact_id from goal_events where tenant_id = $1"
+        " union select contact_id from step_marks where tenant_id = $1 order by 1",
+        tenant_id,
+    )
+    changes = 0
+    for start in range(0, len(contacts), CONTACT_BATCH):
+        chunk = contacts[start : start + CONTACT_BATCH]
+
+        async def redecide(conn: asyncpg.Connection, chunk: list[str] = chunk) -> int:
+            found = await decisions.lock_and_redecide(conn, tenant_id, chunk, ALL_HISTORY)
+            return found.awards_changed
+
+        changes += await db.transaction(pool, redecide)
+        await _report(progress, "contacts", start + len(chunk), len(contacts))
+    return Rebuilt(len(enrollments), len(contacts), changes)
+
+
+async def _report(progress: Progress | None, what: str, done: int, total: int) -> None:
+    if progress is not None:
+        result = progress(what, done, total)
+        if result is not None:
+            await result
