@@ -1,4 +1,4 @@
-"""The `journey-conversions` command: serve, or migrate a database."""
+"""The `journey-conversions` command: serve, migrate a database, or print a journey report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from journey_conversions import cli_report, db, logs
 from journey_conversions import config as config_module
-from journey_conversions import db, logs
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
 
@@ -39,7 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         sub = commands.add_parser(name, help=text)
         config_module.add_arguments(sub)
+    report = commands.add_parser(
+        "report",
+        help="print a journey's report from a running server",
+        description="Print a journey's report from a running server, as tables or JSON.",
+    )
+    cli_report.add_arguments(report)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return cli_report.run(args, report)
     config = config_module.load(args)
     if args.command == "serve":
         from journey_conversions.server import serve
