@@ -19,6 +19,8 @@ The rules, as DOMAIN.md and the README state them:
   latest (smallest event id on a tie) and the credited enrollment the active one that entered
   last (smallest enrollment id on a tie); an enrollment's first winning event converts it,
   later ones are repeats;
+- a goal conversion credits its event's value, or the value of the event's latest amendment
+  (an event naming it in amends_event_id, of the same contact, at or after it);
 - named conversions are earned by triggers (same eligibility, in every journey, not only the
   winner) and by step marks; each (enrollment, conversion) keeps its earliest award by
   (time, CONVERT_STEP < EVALUATE_GOAL_STEP < TRIGGER, step id, goal event id).
@@ -196,6 +198,21 @@ def _credit(
     return _Credit(rules.journey_id, enrollment, touchpoint)
 
 
+def credited_value(event: GoalEvent, goal_events: Iterable[GoalEvent]) -> Money | None:
+    """The event's value, or that of its latest amendment (of the same contact, at or after
+    it; latest by time, then event id)."""
+    amendments = [
+        a
+        for a in goal_events
+        if a.amends_event_id == event.event_id
+        and a.contact_id == event.contact_id
+        and a.occur_time >= event.occur_time
+    ]
+    if not amendments:
+        return event.value
+    return max(amendments, key=lambda a: (a.occur_time, a.event_id)).value
+
+
 def run_model(
     journeys: Iterable[JourneyRules],
     enrollments: Iterable[Enrollment],
@@ -220,7 +237,8 @@ def run_model(
     awards: dict[tuple[str, str], ModelAward] = {}
     earned: list[tuple[tuple[str, str], ModelAward]] = []  # named conversions, before the min
 
-    for event in sorted(set(goal_events), key=lambda e: (e.occur_time, e.event_id)):
+    all_goal_events = set(goal_events)
+    for event in sorted(all_goal_events, key=lambda e: (e.occur_time, e.event_id)):
         when, contact = event.occur_time, event.contact_id
         qualified: list[_Credit] = []
         for rules in all_journeys:
@@ -251,7 +269,7 @@ def run_model(
                     event.event_id,
                     winner.touchpoint.event_id,
                     when,
-                    value=event.value,
+                    value=credited_value(event, all_goal_events),
                 )
 
         for rules in all_journeys:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -200,6 +201,7 @@ def decide(history: ContactHistory) -> Decision:
 
     # A set of events: an event id seen twice is one event (the store never repeats one).
     unique_events = {e.event_id: e for e in history.goal_events}.values()
+    amended = amended_values(unique_events)
     for event in sorted(unique_events, key=lambda e: (e.occur_time, e.event_id)):
         matching = {j for j, view in views.items() if _goal_matches(view, event)}
         for member in history.enrollments:  # holdout ones too: the lift compares them
@@ -225,7 +227,8 @@ def decide(history: ContactHistory) -> Decision:
             )
             if not repeat:
                 converted.add(enrollment.enrollment_id)
-                award = _event_award(event, enrollment, touchpoint, GOAL_CONVERSION, event.value)
+                value = amended.get(event.event_id, event.value)
+                award = _event_award(event, enrollment, touchpoint, GOAL_CONVERSION, value)
                 awards[award.key] = award
                 credits[award.enrollment_id] = split(views[journey_id].in_window(event.occur_time))
         for award in _trigger_awards(event, views):
@@ -253,6 +256,28 @@ def decide(history: ContactHistory) -> Decision:
         if key not in history.awarded_before:
             awards[key] = min(earned, key=_named_award_order)
     return Decision(outcomes=outcomes, awards=awards, goal_met=goal_met, credits=credits)
+
+
+def amended_values(events: Iterable[GoalEvent]) -> dict[str, Money | None]:
+    """The value that amendments give goal events: per amended event id, the value of its
+    latest amendment (by time, then event id) of the same contact at or after it."""
+    by_id = {e.event_id: e for e in events}
+    latest: dict[str, GoalEvent] = {}
+    for amendment in by_id.values():
+        target = by_id.get(amendment.amends_event_id)
+        if (
+            target is None
+            or target.contact_id != amendment.contact_id
+            or amendment.occur_time < target.occur_time
+        ):
+            continue
+        current = latest.get(target.event_id)
+        if current is None or (current.occur_time, current.event_id) < (
+            amendment.occur_time,
+            amendment.event_id,
+        ):
+            latest[target.event_id] = amendment
+    return {target: amendment.value for target, amendment in latest.items()}
 
 
 def _event_award(

@@ -234,6 +234,7 @@ class GoalEvent:
     form_id: str = ""
     product_ids: frozenset[str] = frozenset()
     value: Money | None = None
+    amends_event_id: str = ""  # ORDER_UPDATED: the goal event whose value this replaces
 
 
 @dataclass(frozen=True, slots=True)

@@ -394,6 +394,11 @@ def goal_event(
     checker.text("url", value.url)
     checker.identifier("form_id", value.form_id, required=False)
     products = checker.identifiers("product_ids", value.product_ids)
+    checker.identifier("amends_event_id", value.amends_event_id, required=False)
+    if value.amends_event_id and kind not in (None, domain.GoalEventType.ORDER_UPDATED):
+        checker.fail("amends_event_id", "is a field of ORDER_UPDATED only")
+    elif value.amends_event_id and value.amends_event_id == value.event_id:
+        checker.fail("amends_event_id", "must name another goal event")
     if checker.violations or kind is None or occur_time is None:
         return None
     return domain.GoalEvent(
@@ -409,6 +414,7 @@ def goal_event(
         form_id=value.form_id,
         product_ids=products,
         value=value_money,
+        amends_event_id=value.amends_event_id,
     )
 
 

@@ -149,6 +149,7 @@ def goal_event(value: domain.GoalEvent) -> events_pb2.GoalEvent:
         form_id=value.form_id,
         product_ids=sorted(value.product_ids),
         value=money(value.value),
+        amends_event_id=value.amends_event_id,
     )
 
 

@@ -126,6 +126,7 @@ def goal_event_pb(g: GoalEvent) -> events_pb2.GoalEvent:
         form_id=g.form_id,
         product_ids=sorted(g.product_ids),
         value=money_pb(g.value),
+        amends_event_id=g.amends_event_id,
     )
 
 

@@ -471,6 +471,24 @@ def worlds(
                     target = draw(st.sampled_from(triggers))
             goal_times.append(when)
             goal_events.append(goal_event(next(goal_ids), contact_id, when, target, all_messages))
+        own_goals = [g for g in goal_events if g.contact_id == contact_id]
+        for n in range(draw(st.sampled_from((0, 0, 1, 2))) if own_goals else 0):
+            # An order update or refund amending an earlier event's value, usually after it,
+            # sometimes before (then it does not apply); two may amend the same event.
+            amended = draw(st.sampled_from(own_goals))
+            lead = draw(st.sampled_from(ENTRY_LEADS))
+            when = bounded(amended.occur_time + draw(st.sampled_from((lead, lead, -lead))))
+            goal_events.append(
+                GoalEvent(
+                    f"{amended.event_id}-amend{n}",
+                    contact_id,
+                    GoalEventType.ORDER_UPDATED,
+                    when,
+                    product_ids=frozenset(draw(st.sets(st.sampled_from(PRODUCTS), min_size=1))),
+                    value=money(),
+                    amends_event_id=amended.event_id,
+                )
+            )
         for _ in range(n_touchpoints):
             # Mostly touchpoints of journeys the contact is in, shortly before a goal event or
             # at, just inside or just outside a window edge.

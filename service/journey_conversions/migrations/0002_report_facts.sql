@@ -13,6 +13,12 @@ alter table enrollments add column first_human_touch_time timestamptz;
 -- whichever journey was credited (the holdout lift's "goal met").
 alter table enrollments add column goal_met_time timestamptz;
 
+-- ORDER_UPDATED events may amend the value of an earlier goal event of the same contact (an
+-- order update or refund): the latest amendment's value is the one credited.
+alter table goal_events add column amends_event_id text not null default '';
+create index goal_events_amending on goal_events (tenant_id, amends_event_id)
+    where amends_event_id <> '';
+
 -- The credited touchpoint's time, for time-to-conversion figures.
 alter table awards add column touchpoint_time timestamptz;
 update awards a set touchpoint_time = t.occur_time

@@ -87,6 +87,7 @@ def goal_event(row: Row) -> domain.GoalEvent:
         form_id=row["form_id"],
         product_ids=frozenset(row["product_ids"]),
         value=money(row["value_currency"], row["value_micros"]),
+        amends_event_id=row["amends_event_id"],
     )
 
 

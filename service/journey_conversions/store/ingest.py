@@ -25,7 +25,7 @@ from journey_conversions.errors import (
     Violation,
     idempotency_conflict,
 )
-from journey_conversions.store import catalog, codec, decisions, facts, sql
+from journey_conversions.store import amendments, catalog, codec, decisions, facts, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -205,7 +205,7 @@ async def record_touchpoints(
 
 _GOAL_EVENT_COLUMNS = (
     "event_id, contact_id, event_type, occur_time, attribute_name, attribute_value, list_id,"
-    " message_id, url, form_id, product_ids, value_currency, value_micros"
+    " message_id, url, form_id, product_ids, value_currency, value_micros, amends_event_id"
 )
 
 
@@ -224,11 +224,11 @@ async def record_goal_events(
         for r in await conn.fetch(
             f"insert into goal_events (tenant_id, {_GOAL_EVENT_COLUMNS})"
             " select $1, e, c, t, o, an, av, l, m, u, f,"
-            " coalesce(string_to_array(p, chr(31)), '{}'::text[]), vc, vm"
+            " coalesce(string_to_array(p, chr(31)), '{}'::text[]), vc, vm, am"
             " from unnest($2::text[], $3::text[], $4::smallint[], $5::timestamptz[],"
             " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-            " $12::text[], $13::text[], $14::bigint[])"
-            " as x(e, c, t, o, an, av, l, m, u, f, p, vc, vm)"
+            " $12::text[], $13::text[], $14::bigint[], $15::text[])"
+            " as x(e, c, t, o, an, av, l, m, u, f, p, vc, vm, am)"
             " on conflict (tenant_id, event_id) do nothing returning event_id",
             tenant_id,
             [e.event_id for e in unique],
@@ -245,6 +245,7 @@ async def record_goal_events(
             [chr(31).join(sorted(e.product_ids)) or None for e in unique],
             [currency for currency, _ in money],
             [micros for _, micros in money],
+            [e.amends_event_id for e in unique],
         )
     }
     stored = await _stored(
@@ -258,6 +259,8 @@ async def record_goal_events(
     by_id = _classify(unique, inserted, stored, {}, "goal event")
     new_contacts = [e.contact_id for e in unique if e.event_id in inserted]
     await decisions.redecide(conn, tenant_id, new_contacts, horizon)
+    new_amendments = [e for e in unique if e.event_id in inserted and e.amends_event_id]
+    await amendments.apply_to_final_awards(conn, tenant_id, new_amendments, horizon)
     return [results.get(i) or by_id[e.event_id] for i, e in enumerate(items)]
 
 
