@@ -92,7 +92,7 @@ def rate(successes: int, trials: int) -> ModelRate:
 
 
 def difference(x1: int, n1: int, x0: int, n0: int) -> ModelDifference | None:
-    """Arm 1 against baseline 0; None where the model has no finite answer to compare."""
+    """Arm 1 against baseline 0; None when an arm has no trials (the report leaves it unset)."""
     if n1 == 0 or n0 == 0:
         return None
     lower, upper = confint_proportions_2indep(x1, n1, x0, n0, compare="diff", method="newcomb")

@@ -59,7 +59,7 @@ class TimeToConversion:
 class HoldoutLift:
     treated: Rate
     holdout: Rate
-    lift: Difference | None  # None without holdout enrollments
+    lift: Difference | None  # None unless both arms have enrollments
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class VersionFigures:
     goal_conversions: int
     rate_entered: Rate
     rate_engaged: Rate
-    difference_from_baseline: Difference | None  # None for the baseline itself
+    difference_from_baseline: Difference | None  # None for the baseline, or an arm without entries
     holdout: HoldoutLift
     time_to_conversion: TimeToConversion
     value: dict[str, int] = field(default_factory=dict)  # currency -> micros
@@ -116,7 +116,7 @@ def holdout_lift(counts: VersionCounts) -> HoldoutLift:
             counts.holdout.goal_met,
             counts.holdout.entered,
         )
-        if counts.holdout.entered
+        if counts.holdout.entered and counts.treated.entered
         else None
     )
     return HoldoutLift(treated, holdout, lift)
@@ -153,7 +153,7 @@ def figures(
                 rate_engaged=wilson(t.converted_engaged, t.engaged),
                 difference_from_baseline=(
                     compare(t.converted, t.entered, base.converted, base.entered)
-                    if baseline and version != baseline
+                    if baseline and version != baseline and t.entered and base.entered
                     else None
                 ),
                 holdout=holdout_lift(c),

@@ -1199,8 +1199,9 @@ type VersionReport struct {
 	ConversionRateEntered *RateEstimate `protobuf:"bytes,5,opt,name=conversion_rate_entered,json=conversionRateEntered,proto3" json:"conversion_rate_entered,omitempty"`
 	// Engaged enrollments that converted, over engaged.
 	ConversionRateEngaged *RateEstimate `protobuf:"bytes,6,opt,name=conversion_rate_engaged,json=conversionRateEngaged,proto3" json:"conversion_rate_engaged,omitempty"`
-	// conversion_rate_entered against the baseline version's; unset for the baseline itself and
-	// when there is no baseline.
+	// conversion_rate_entered against the baseline version's; unset for the baseline itself, when
+	// there is no baseline, and when this version or the baseline has no entries (there is no
+	// rate to compare).
 	DifferenceFromBaseline *RateDifference `protobuf:"bytes,7,opt,name=difference_from_baseline,json=differenceFromBaseline,proto3" json:"difference_from_baseline,omitempty"`
 	// The goal-met rate of this version's treated enrollments against its holdout enrollments.
 	Holdout *HoldoutLift `protobuf:"bytes,8,opt,name=holdout,proto3" json:"holdout,omitempty"`
@@ -1325,7 +1326,7 @@ type HoldoutLift struct {
 	// Holdout enrollments that entered in the range, and how many met the goal.
 	Holdout *RateEstimate `protobuf:"bytes,2,opt,name=holdout,proto3" json:"holdout,omitempty"`
 	// The treated rate against the holdout rate (the lift), with its interval and p-value; unset
-	// when there are no holdout enrollments.
+	// unless there are both treated and holdout enrollments.
 	Lift *RateDifference `protobuf:"bytes,3,opt,name=lift,proto3" json:"lift,omitempty"`
 }
 

@@ -652,8 +652,9 @@ class VersionReport(_message.Message):
 
     @_builtins.property
     def difference_from_baseline(self) -> Global___RateDifference:
-        """conversion_rate_entered against the baseline version's; unset for the baseline itself and
-        when there is no baseline.
+        """conversion_rate_entered against the baseline version's; unset for the baseline itself, when
+        there is no baseline, and when this version or the baseline has no entries (there is no
+        rate to compare).
         """
 
     @_builtins.property
@@ -713,7 +714,7 @@ class HoldoutLift(_message.Message):
     @_builtins.property
     def lift(self) -> Global___RateDifference:
         """The treated rate against the holdout rate (the lift), with its interval and p-value; unset
-        when there are no holdout enrollments.
+        unless there are both treated and holdout enrollments.
         """
 
     def __init__(

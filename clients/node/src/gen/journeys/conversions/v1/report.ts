@@ -341,8 +341,9 @@ export interface VersionReport {
     | RateEstimate
     | undefined;
   /**
-   * conversion_rate_entered against the baseline version's; unset for the baseline itself and
-   * when there is no baseline.
+   * conversion_rate_entered against the baseline version's; unset for the baseline itself, when
+   * there is no baseline, and when this version or the baseline has no entries (there is no
+   * rate to compare).
    */
   differenceFromBaseline:
     | RateDifference
@@ -375,7 +376,7 @@ export interface HoldoutLift {
     | undefined;
   /**
    * The treated rate against the holdout rate (the lift), with its interval and p-value; unset
-   * when there are no holdout enrollments.
+   * unless there are both treated and holdout enrollments.
    */
   lift: RateDifference | undefined;
 }
