@@ -109,27 +109,27 @@ def assert_version(found: report_pb2.VersionReport, expected: ModelVersion, base
 
 
 DAWN = datetime(1970, 1, 1, tzinfo=UTC)
-# Every row that writes keep for reports and attribution, as the incremental path left it.
-DERIVED = {
-    "enrollments": "enrollment_id, first_touch_time, first_human_touch_time, goal_met_time",
-    "enrollment_reach": "*",
-    "goal_outcomes": "*",
-    "awards": "*",
-    "conversion_credits": "*",
-}
+# Every row that writes keep for reports and attribution, as the incremental path left it
+# (touchpoint counts summed over their write shards).
+DERIVED = (
+    "select enrollment_id, first_touch_time, first_human_touch_time, goal_met_time"
+    " from enrollments where tenant_id = $1",
+    "select * from enrollment_reach where tenant_id = $1",
+    "select * from goal_outcomes where tenant_id = $1",
+    "select * from awards where tenant_id = $1",
+    "select * from conversion_credits where tenant_id = $1",
+    "select * from credited_elsewhere where tenant_id = $1",
+    "select journey_id, day, message_id, version, action, sum(touchpoints)"
+    " from touchpoint_counts where tenant_id = $1 group by 1, 2, 3, 4, 5",
+)
 
 
-async def derived_rows(pool: asyncpg.Pool, tenant_id: str) -> dict[str, list[tuple[Any, ...]]]:
+async def derived_rows(pool: asyncpg.Pool, tenant_id: str) -> list[list[tuple[Any, ...]]]:
     async with pool.acquire() as conn:
-        return {
-            table: sorted(
-                tuple(r.values())
-                for r in await conn.fetch(
-                    f"select {columns} from {table} where tenant_id = $1", tenant_id
-                )
-            )
-            for table, columns in DERIVED.items()
-        }
+        return [
+            sorted(tuple(r.values()) for r in await conn.fetch(query, tenant_id))
+            for query in DERIVED
+        ]
 
 
 async def assert_rebuild_changes_nothing(pool: asyncpg.Pool, tenant_id: str) -> None:
@@ -159,6 +159,15 @@ def assert_activity(
     model = world.model()
     enrollments = list(world.enrollments)
     rules = world.journeys[journey_id]
+    touches: dict[tuple[str, int], int] = {}
+    for t in world.touchpoints:
+        # Every message is in every version, so an unversioned touchpoint counts for each.
+        in_range = t.journey_id == journey_id and start <= t.occur_time < end
+        if in_range and (not version or t.version in (0, version)):
+            touches[t.message_id, t.action] = touches.get((t.message_id, t.action), 0) + 1
+    assert {
+        (m.message_id, int(c.action)): c.count for m in report.messages for c in m.touchpoints
+    } == touches
     counts = (report.entered, report.active, report.exited, report.engaged)
     assert counts == participation(rules, version, enrollments, list(world.touchpoints), start, end)
     if 0 < report.engaged < report.active:

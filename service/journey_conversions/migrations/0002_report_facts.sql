@@ -65,6 +65,43 @@ create table enrollment_reach (
 );
 create index enrollment_reach_by_journey on enrollment_reach (tenant_id, journey_id, enter_time);
 
+-- For each goal event that went to a journey, the other journeys (and versions) whose
+-- participant the contact was at the event's time: "credited elsewhere" in their reports.
+-- Kept by re-decisions, like the outcomes.
+create table credited_elsewhere (
+    tenant_id text not null,
+    journey_id text not null,
+    version integer not null,
+    goal_event_id text not null,
+    contact_id text not null,
+    occur_time timestamptz not null,
+    credited_journey_id text not null,
+    primary key (tenant_id, journey_id, version, goal_event_id)
+);
+create index credited_elsewhere_by_journey on credited_elsewhere (tenant_id, journey_id, occur_time);
+create index credited_elsewhere_by_contact on credited_elsewhere (tenant_id, contact_id, occur_time);
+
+-- Touchpoints counted per UTC day, journey, message, version and action, so that a report
+-- counts a journey's touchpoints without reading them: whole days come from here, the partial
+-- days at a range's edges from the touchpoints. Each writing connection adds to its own shard
+-- (its backend pid modulo 4), so concurrent batches do not queue on one hot row.
+create table touchpoint_counts (
+    tenant_id text not null,
+    journey_id text not null,
+    day timestamptz not null,
+    message_id text not null,
+    version integer not null,
+    action smallint not null,
+    shard smallint not null,
+    touchpoints bigint not null,
+    primary key (tenant_id, journey_id, day, message_id, version, action, shard)
+);
+insert into touchpoint_counts
+select tenant_id, journey_id, date_bin('1 day', occur_time, timestamptz '2000-01-01 00:00+00'),
+    message_id, version, action, 0, count(*)
+from touchpoints
+group by 1, 2, 3, 4, 5, 6;
+
 -- Existing enrollments: their touchpoint facts from the stored touchpoints.
 update enrollments e set
     first_touch_time = f.first_touch_time,

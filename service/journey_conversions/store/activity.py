@@ -23,6 +23,18 @@ class DayFigures:
     value: dict[str, int] = field(default_factory=dict)  # currency -> micros
 
 
+_EPOCH_DAY = datetime(2000, 1, 1, tzinfo=UTC)  # the origin of touchpoint_counts' days
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC days inside [start, end), as [first day's start, last day's end); an empty
+    span at `end` when there is none."""
+    day = timedelta(days=1)
+    first = _EPOCH_DAY + -((_EPOCH_DAY - start) // day) * day  # start, rounded up to a day
+    last = _EPOCH_DAY + ((end - _EPOCH_DAY) // day) * day  # end, rounded down
+    return (first, last) if first < last else (end, end)
+
+
 def day_starts(first: date, last: date, zone: ZoneInfo) -> list[datetime]:
     """The UTC instant each local day from `first` to `last` begins (a midnight that a
     daylight-saving change skips is read with the offset in force before it, PEP 495)."""

@@ -16,7 +16,7 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.store import catalog, codec, credits, outbox, sql
+from journey_conversions.store import catalog, codec, credits, elsewhere, outbox, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -178,6 +178,7 @@ async def redecide(
     awards = await _write_awards(conn, tenant_id, contact_list, decisions, since)
     await _write_goal_met(conn, tenant_id, histories, decisions, since)
     await credits.write(conn, tenant_id, contact_list, decisions.values(), since)
+    await elsewhere.write(conn, tenant_id, histories, decisions, since)
     return Changes(outcomes, awards)
 
 

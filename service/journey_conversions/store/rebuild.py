@@ -1,8 +1,9 @@
 """Rebuilding a tenant's derived rows from its raw rows: after a bulk load straight into the
 tables (a COPY of enrollments, touchpoints and goal events), or to recompute report facts.
 
-Derived rows are the per-enrollment facts (first touches, goal met), goal outcomes, awards,
-conversion credits and the conversion-event outbox entries that their changes emit. Contacts are
+Derived rows are the daily touchpoint counts, the per-enrollment facts (first touches, steps and
+paths reached, goal met), goal outcomes, awards, conversion credits, and the conversion-event
+outbox entries that their changes emit. Contacts are
 re-decided over their whole history, a batch per transaction, under their locks, so a rebuild
 may run beside live traffic.
 """
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from journey_conversions import db
-from journey_conversions.store import decisions, facts
+from journey_conversions.store import decisions, facts, sql
 
 ALL_HISTORY = datetime(1900, 1, 1, tzinfo=UTC)  # before any event (windows reach back from it)
 ENROLLMENT_BATCH = 20_000
@@ -41,6 +42,12 @@ async def rebuild_tenant(
     pool: asyncpg.Pool, tenant_id: str, progress: Progress | None = None
 ) -> Rebuilt:
     """Recomputes every derived row of the tenant from its raw rows."""
+
+    async def recount(conn: asyncpg.Connection) -> None:
+        await conn.execute("delete from touchpoint_counts where tenant_id = $1", tenant_id)
+        await conn.execute(sql.statement("touchpoint_counts_rebuild"), tenant_id)
+
+    await db.transaction(pool, recount)
     enrollments = await _ids(
         pool,
         "select enrollment_id from enrollments where tenant_id = $1 order by enrollment_id",

@@ -128,7 +128,8 @@ async def _messages_and_awards(
         if q.version in (0, v.version):
             for m in v.messages:
                 messages.setdefault(m.message_id, MessageFigures(m.message_id, m.channel))
-    for row in await conn.fetch(sql.statement("report_touchpoints"), *args):
+    whole_days = activity.whole_days(q.start, q.end)
+    for row in await conn.fetch(sql.statement("report_touchpoints"), *args, *whole_days):
         figures = messages.get(row["message_id"])
         if figures is not None:
             figures.touchpoints[domain.Action(row["action"])] = row["n"]

@@ -1,6 +1,6 @@
--- Inserts touchpoints idempotently in one round trip, keeps the facts of the enrollments they
--- touch (a touchpoint of an enrollment's journey while it is active): the first touches and the
--- steps and paths reached; and says for each new touchpoint whether a goal event of its contact
+-- Inserts touchpoints idempotently in one round trip, counts them per day (touchpoint_counts),
+-- keeps the facts of the enrollments they touch (a touchpoint of an enrollment's journey while it
+-- is active): the first touches and the steps and paths reached; and says for each new touchpoint whether a goal event of its contact
 -- lies within its journey's window after it: then the contact must be re-decided.
 -- $1 tenant; $2.. the columns, one array each.
 with new as (
@@ -9,8 +9,18 @@ with new as (
     select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
         $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])
     on conflict (tenant_id, event_id) do nothing
-    returning event_id, contact_id, journey_id, message_id, occur_time,
+    returning event_id, contact_id, journey_id, message_id, version, action, occur_time,
         machine_generated and action = 2 as machine_open
+),
+counted as (
+    insert into touchpoint_counts (tenant_id, journey_id, day, message_id, version, action,
+        shard, touchpoints)
+    select $1, journey_id, date_bin('1 day', occur_time, timestamptz '2000-01-01 00:00+00'),
+        message_id, version, action, (pg_backend_pid() % 4)::smallint, count(*)
+    from new
+    group by 2, 3, 4, 5, 6
+    on conflict (tenant_id, journey_id, day, message_id, version, action, shard) do update
+        set touchpoints = touchpoint_counts.touchpoints + excluded.touchpoints
 ),
 touched as (
     select e.enrollment_id, e.journey_id, e.version, e.enter_time, e.holdout, new.message_id,
