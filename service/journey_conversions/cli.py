@@ -1,4 +1,5 @@
-"""The `journey-conversions` command: serve, migrate a database, or print a journey report."""
+"""The `journey-conversions` command: serve, migrate or rebuild a database, or print a journey
+report."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from journey_conversions import cli_report, db, logs
 from journey_conversions import config as config_module
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
+from journey_conversions.store import rebuild
 
 
-async def _migrate(config: config_module.Config) -> None:
+async def _migrate(config: config_module.Config, rebuild_tenants: list[str] | None) -> None:
+    """Applies pending migrations; with `rebuild_tenants` ([] for every tenant), then rebuilds
+    those tenants' derived rows from their raw rows."""
     embedded = None
     url = config.database_url
     if url is None:
@@ -22,9 +26,38 @@ async def _migrate(config: config_module.Config) -> None:
     try:
         applied = await db.migrate(url)
         log.info("migrated", applied=applied)
+        if rebuild_tenants is not None:
+            await _rebuild(url, rebuild_tenants)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _rebuild(url: str, tenants: list[str]) -> None:
+    pool = await db.create_pool(url, 1, 2)
+    try:
+        if not tenants:
+            tenants = [
+                r[0]
+                for r in await pool.fetch(
+                    "select tenant_id from journeys union select tenant_id from enrollments"
+                )
+            ]
+        for tenant in sorted(set(tenants)):
+
+            def progress(what: str, done: int, total: int, tenant: str = tenant) -> None:
+                log.info("rebuilding", tenant=tenant, what=what, done=done, total=total)
+
+            rebuilt = await rebuild.rebuild_tenant(pool, tenant, progress)
+            log.info(
+                "rebuilt",
+                tenant=tenant,
+                enrollments=rebuilt.enrollments,
+                contacts=rebuilt.contacts,
+                award_changes=rebuilt.award_changes,
+            )
+    finally:
+        await pool.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,9 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in (
         ("serve", "run the gRPC server (migrates the database first)"),
         ("migrate", "apply pending database migrations and exit"),
+        ("rebuild", "migrate, then recompute report facts, outcomes and awards from raw rows"),
     ):
         sub = commands.add_parser(name, help=text)
         config_module.add_arguments(sub)
+        if name == "rebuild":
+            sub.add_argument(
+                "--tenant",
+                action="append",
+                default=[],
+                help="a tenant to rebuild (repeatable; default: every tenant)",
+            )
     report = commands.add_parser(
         "report",
         help="print a journey's report from a running server",
@@ -55,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve(config))
     else:
         logs.configure(config.log_format, config.log_level)
-        asyncio.run(_migrate(config))
+        asyncio.run(_migrate(config, args.tenant if args.command == "rebuild" else None))
     return 0
 
 
