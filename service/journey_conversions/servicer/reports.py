@@ -12,6 +12,7 @@ from journey_conversions import db, domain, pagination, parse, render, render_re
 from journey_conversions.calls import Call, rpc
 from journey_conversions.servicer.base import ServicerBase
 from journey_conversions.store import catalog, queries, reports
+from journey_conversions.store.report_query import ReportQuery
 
 _DAWN = datetime(1970, 1, 1, tzinfo=UTC)  # the start of an unbounded report range
 
@@ -26,7 +27,7 @@ def _zone(checker: parse.Checker, name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> reports.ReportQuery:
+def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> ReportQuery:
     """The report asked for; raises InvalidArgument with every field violation."""
     checker = parse.Checker()
     checker.identifier("journey_id", request.journey_id)
@@ -40,7 +41,7 @@ def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> reports.
         checker.fail("end_time", "must be after start_time")
     zone = _zone(checker, request.time_zone)
     checker.raise_if_any()
-    return reports.ReportQuery(
+    return ReportQuery(
         request.journey_id, request.version, start, end, request.baseline_version, zone
     )
 

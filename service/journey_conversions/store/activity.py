@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from journey_conversions.store import sql
+from journey_conversions.store.report_query import ReportQuery
 
 ELSEWHERE_TOP = 10
 
@@ -57,27 +58,17 @@ async def _first_activity(
     )
 
 
-async def days(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
-    zone: ZoneInfo,
-) -> list[DayFigures]:
+async def days(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> list[DayFigures]:
     """Every local day overlapping [start, end) from the journey's first entry or award on,
     with zeros on days without awards."""
-    first_activity = await _first_activity(conn, tenant_id, journey_id)
-    if first_activity is None or first_activity >= end:
+    first_activity = await _first_activity(conn, tenant_id, q.journey_id)
+    if first_activity is None or first_activity >= q.end:
         return []
-    first = max(start, first_activity).astimezone(zone).date()
-    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
-    starts = day_starts(first, last, zone)
+    first = max(q.start, first_activity).astimezone(q.zone).date()
+    last = (q.end - timedelta(microseconds=1)).astimezone(q.zone).date()
+    starts = day_starts(first, last, q.zone)
     figures = [DayFigures(first + timedelta(days=i)) for i in range(len(starts))]
-    for row in await conn.fetch(
-        sql.statement("report_days"), tenant_id, journey_id, version, start, end, starts
-    ):
+    for row in await conn.fetch(sql.statement("report_days"), *q.args(tenant_id), starts):
         # An award before the first day's start cannot exist (first_activity bounds them).
         day = figures[row["day"] - 1]
         if row["goal"]:
@@ -91,19 +82,12 @@ async def days(
 
 
 async def credited_elsewhere(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery
 ) -> tuple[int, list[tuple[str, int]]]:
     """How many goal events of the journey's participants went to other journeys, and the
     ELSEWHERE_TOP journeys that got most of them."""
     counts: dict[str, int] = defaultdict(int)
-    for row in await conn.fetch(
-        sql.statement("report_elsewhere"), tenant_id, journey_id, version, start, end
-    ):
+    for row in await conn.fetch(sql.statement("report_elsewhere"), *q.args(tenant_id)):
         counts[row["journey_id"]] = row["n"]
     top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:ELSEWHERE_TOP]
     return sum(counts.values()), top

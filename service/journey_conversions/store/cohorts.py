@@ -5,7 +5,7 @@ of its touchpoints."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 
@@ -16,20 +16,22 @@ from journey_conversions.cohorts import (
     VersionCounts,
 )
 from journey_conversions.store import sql
+from journey_conversions.store.report_query import ReportQuery
 
 
 async def version_counts(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    start: datetime,
-    end: datetime,
-    exclude_machine_opens: bool,
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery, exclude_machine_opens: bool
 ) -> dict[int, VersionCounts]:
     """Every version's counts (also those not reported: one may be the baseline)."""
     counts: dict[int, VersionCounts] = defaultdict(VersionCounts)
     for row in await conn.fetch(
-        sql.statement("cohort_counts"), tenant_id, journey_id, start, end, 0, exclude_machine_opens
+        sql.statement("cohort_counts"),
+        tenant_id,
+        q.journey_id,
+        q.start,
+        q.end,
+        0,
+        exclude_machine_opens,
     ):
         arm = ArmCounts(
             row["entered"],
@@ -53,18 +55,11 @@ def _seconds(values: list[float] | None, index: int) -> timedelta | None:
 
 
 async def time_to_conversion(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery
 ) -> dict[int | None, TimeToConversion]:
     """Per version, and under None over all the versions asked for."""
     found: dict[int | None, TimeToConversion] = {}
-    for row in await conn.fetch(
-        sql.statement("cohort_conversions"), tenant_id, journey_id, start, end, version
-    ):
+    for row in await conn.fetch(sql.statement("cohort_conversions"), *q.cohort_args(tenant_id)):
         entry, touch = row["from_entry"], row["from_last_touch"]
         found[row["version"]] = TimeToConversion(
             conversions=row["conversions"],
@@ -77,30 +72,17 @@ async def time_to_conversion(
 
 
 async def values(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery
 ) -> dict[int, dict[str, int]]:
     """Per version, the value of its cohort's goal conversions, per currency (micros)."""
     found: dict[int, dict[str, int]] = defaultdict(dict)
-    for row in await conn.fetch(
-        sql.statement("cohort_value"), tenant_id, journey_id, start, end, version
-    ):
+    for row in await conn.fetch(sql.statement("cohort_value"), *q.cohort_args(tenant_id)):
         found[row["version"]][row["currency"]] = row["micros"]
     return dict(found)
 
 
 async def segments(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    journey_id: str,
-    version: int,
-    start: datetime,
-    end: datetime,
-    known: dict[int, set[str]],
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery, known: dict[int, set[str]]
 ) -> dict[int, list[SegmentFigures]]:
     """Per segment (STEP, PATH), each key's figures in key order: the `known` keys (the steps
     and paths of the reported versions' messages) and any other that has figures."""
@@ -111,7 +93,7 @@ async def segments(
     def figures(segment: int, key: str) -> SegmentFigures:
         return found.setdefault(segment, {}).setdefault(key, SegmentFigures(key))
 
-    args = (tenant_id, journey_id, start, end, version)
+    args = q.cohort_args(tenant_id)
     for row in await conn.fetch(sql.statement("report_reach"), *args):
         segment = figures(row["segment"], row["key"])
         segment.reached, segment.converted = row["reached"], row["converted"]

@@ -16,7 +16,7 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.store import catalog, codec, credits, elsewhere, outbox, sql
+from journey_conversions.store import catalog, codec, credits, derived, elsewhere, outbox, sql
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -228,6 +228,26 @@ def _outcome_row(
     )
 
 
+OUTCOMES = derived.Table(
+    name="goal_outcomes",
+    columns=(
+        "tenant_id",
+        "goal_event_id",
+        "contact_id",
+        "occur_time",
+        "status",
+        "journey_id",
+        "enrollment_id",
+        "touchpoint_event_id",
+        "message_id",
+        "touchpoint_time",
+    ),
+    key=("goal_event_id",),
+    key_types=("text",),
+    time_column="occur_time",
+)
+
+
 async def _write_outcomes(
     conn: asyncpg.Connection,
     tenant_id: str,
@@ -235,35 +255,14 @@ async def _write_outcomes(
     decisions: dict[str, domain.Decision],
     since: datetime,
 ) -> int:
-    stored = {
-        r["goal_event_id"]: tuple(r.values())
-        for r in await conn.fetch(
-            "select tenant_id, goal_event_id, contact_id, occur_time, status, journey_id,"
-            " enrollment_id, touchpoint_event_id, message_id, touchpoint_time from goal_outcomes"
-            " where tenant_id = $1 and contact_id = any($2::text[]) and occur_time >= $3",
-            tenant_id,
-            sorted(histories),
-            since,
+    computed = {
+        (event.event_id,): _outcome_row(
+            tenant_id, event, decisions[contact].outcomes[event.event_id]
         )
+        for contact, history in histories.items()
+        for event in history.goal_events
     }
-    changed = []
-    for contact, history in histories.items():
-        for event in history.goal_events:
-            row = _outcome_row(tenant_id, event, decisions[contact].outcomes[event.event_id])
-            if stored.get(event.event_id) != row:
-                changed.append(row)
-    if changed:
-        await conn.executemany(
-            "insert into goal_outcomes (tenant_id, goal_event_id, contact_id, occur_time, status,"
-            " journey_id, enrollment_id, touchpoint_event_id, message_id, touchpoint_time)"
-            " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " on conflict (tenant_id, goal_event_id) do update set status = excluded.status,"
-            " journey_id = excluded.journey_id, enrollment_id = excluded.enrollment_id,"
-            " touchpoint_event_id = excluded.touchpoint_event_id,"
-            " message_id = excluded.message_id, touchpoint_time = excluded.touchpoint_time",
-            changed,
-        )
-    return len(changed)
+    return await derived.sync(conn, OUTCOMES, tenant_id, sorted(histories), since, computed)
 
 
 def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:

@@ -37,8 +37,9 @@ async def sync(
     contacts: list[str],
     since: datetime,
     computed: Mapping[tuple[Any, ...], Row],
-) -> None:
-    """Makes the contacts' rows from `since` on equal `computed` (rows by key)."""
+) -> int:
+    """Makes the contacts' rows from `since` on equal `computed` (rows by key); returns how
+    many rows were written."""
     stored = {
         table.key_of(row): row
         for row in (
@@ -70,3 +71,4 @@ async def sync(
             f"insert into {table.name} ({', '.join(table.columns)}) values ({placeholders})",
             fresh,
         )
+    return len(fresh)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -13,6 +12,7 @@ from journey_conversions import cohorts, domain
 from journey_conversions.errors import NotFound
 from journey_conversions.store import activity, catalog, sql
 from journey_conversions.store import cohorts as cohort_store
+from journey_conversions.store.report_query import ReportQuery
 
 # The credit models, last touch (the attribution rule) first; the others split (credit.py).
 CREDIT_MODELS = ("last_touch", "first_touch", "linear", "position_based", "time_decay")
@@ -70,25 +70,6 @@ class Report:
     time_zone: str = "UTC"
 
 
-UTC_ZONE = ZoneInfo("UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class ReportQuery:
-    """What a report is asked for."""
-
-    journey_id: str
-    version: int  # 0: all
-    start: datetime
-    end: datetime
-    baseline: int = 0  # 0: the lowest version with treated entries
-    zone: ZoneInfo = UTC_ZONE
-
-    def args(self, tenant_id: str) -> tuple[str, str, int, datetime, datetime]:
-        """The first five arguments of the report statements."""
-        return (tenant_id, self.journey_id, self.version, self.start, self.end)
-
-
 async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> Report:
     journey = await catalog.load_journey(conn, tenant_id, q.journey_id)
     if journey is None:
@@ -107,10 +88,10 @@ async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuer
     await _messages_and_awards(conn, tenant_id, journey, q, report)
     report.repeat_goal_events = await conn.fetchval(sql.statement("report_repeats"), *args)
     report.credited_elsewhere, report.credited_elsewhere_top = await activity.credited_elsewhere(
-        conn, *args
+        conn, tenant_id, q
     )
     report.cohort = await _cohort(conn, tenant_id, journey, q)
-    report.days = await activity.days(conn, *args, q.zone)
+    report.days = await activity.days(conn, tenant_id, q)
     return report
 
 
@@ -164,21 +145,18 @@ async def _messages_and_awards(
 async def _cohort(
     conn: asyncpg.Connection, tenant_id: str, journey: domain.Journey, q: ReportQuery
 ) -> cohorts.CohortFigures:
-    counts = await cohort_store.version_counts(
-        conn, tenant_id, q.journey_id, q.start, q.end, journey.exclude_machine_opens
-    )
-    args = q.args(tenant_id)
+    counts = await cohort_store.version_counts(conn, tenant_id, q, journey.exclude_machine_opens)
     reported = [v for v in journey.versions if q.version in (0, v.version)]
     figures = cohorts.figures(
         reported=[v.version for v in reported],
         counts=counts,
         baseline=q.baseline or cohorts.default_baseline(counts),
-        durations=await cohort_store.time_to_conversion(conn, *args),
-        values=await cohort_store.values(conn, *args),
+        durations=await cohort_store.time_to_conversion(conn, tenant_id, q),
+        values=await cohort_store.values(conn, tenant_id, q),
     )
     known = {
         cohorts.STEP: {m.step_id for v in reported for m in v.messages if m.step_id},
         cohorts.PATH: {m.path for v in reported for m in v.messages if m.path},
     }
-    segments = await cohort_store.segments(conn, *args, known)
+    segments = await cohort_store.segments(conn, tenant_id, q, known)
     return replace(figures, steps=segments[cohorts.STEP], paths=segments[cohorts.PATH])

@@ -1,0 +1,29 @@
+"""What a journey report is asked for: the journey, versions, range, baseline and time zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    journey_id: str
+    version: int  # 0: all
+    start: datetime
+    end: datetime
+    baseline: int = 0  # 0: the lowest version with treated entries
+    zone: ZoneInfo = UTC_ZONE
+
+    def args(self, tenant_id: str) -> tuple[str, str, int, datetime, datetime]:
+        """The first five arguments of the report statements: tenant, journey, version, and
+        the range [start, end)."""
+        return (tenant_id, self.journey_id, self.version, self.start, self.end)
+
+    def cohort_args(self, tenant_id: str) -> tuple[str, str, datetime, datetime, int]:
+        """The first five arguments of the cohort statements: tenant, journey, the entry range
+        [start, end), and version."""
+        return (tenant_id, self.journey_id, self.start, self.end, self.version)
