@@ -113,6 +113,7 @@ def report(value: reports.Report) -> report_pb2.JourneyReport:
                         ],
                     )
                     for name, credit in m.credits.items()
+                    if value.full
                 ],
             )
             for m in value.messages

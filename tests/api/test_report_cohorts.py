@@ -229,3 +229,33 @@ class TestEmpty:
         assert v2.difference_from_baseline.p_value == 1.0
         assert not v2.difference_from_baseline.HasField("relative_difference")
         no_nan(report)
+
+
+class TestView:
+    """REPORT_VIEW_BASIC computes the activity summary only; unknown views are refused."""
+
+    async def test_basic_view_is_the_summary(self, tenant_stub: Stub) -> None:
+        await define(tenant_stub)
+        await enrol(tenant_stub, "c1", 1, converts=True)
+        request = pb.GetJourneyReportRequest(journey_id="welcome", view=pb.REPORT_VIEW_BASIC)
+        basic = (await tenant_stub.GetJourneyReport(request)).report
+        full = await report_of(tenant_stub)
+        assert (
+            (basic.entered, basic.goal_conversions)
+            == (full.entered, full.goal_conversions)
+            == (
+                1,
+                1,
+            )
+        )
+        assert [m.credited_conversions for m in basic.messages] == [1]
+        assert not basic.versions and not basic.days and not basic.steps
+        assert not basic.messages[0].credits
+        assert full.versions and full.days and full.messages[0].credits
+
+    async def test_an_unknown_view_is_invalid(self, tenant_stub: Stub) -> None:
+        await define(tenant_stub)
+        request = pb.GetJourneyReportRequest(journey_id="welcome", view=9)  # type: ignore[arg-type]
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await tenant_stub.GetJourneyReport(request)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,7 +15,14 @@ from journey_conversions.servicer.base import ServicerBase
 from journey_conversions.store import catalog, queries, reports
 from journey_conversions.store.report_query import ReportQuery
 
-_DAWN = datetime(1970, 1, 1, tzinfo=UTC)  # the start of an unbounded report range
+_DAWN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ReportView(enum.IntEnum):
+    """How much of a report to compute (unspecified: full)."""
+
+    BASIC = 1
+    FULL = 2  # the start of an unbounded report range
 
 
 def _zone(checker: parse.Checker, name: str) -> ZoneInfo:
@@ -40,9 +48,16 @@ def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> ReportQu
     if end <= start:
         checker.fail("end_time", "must be after start_time")
     zone = _zone(checker, request.time_zone)
+    view = checker.enum("view", ReportView, request.view) if request.view else ReportView.FULL
     checker.raise_if_any()
     return ReportQuery(
-        request.journey_id, request.version, start, end, request.baseline_version, zone
+        request.journey_id,
+        request.version,
+        start,
+        end,
+        request.baseline_version,
+        zone,
+        full=view != ReportView.BASIC,
     )
 
 

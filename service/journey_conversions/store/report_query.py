@@ -17,6 +17,7 @@ class ReportQuery:
     end: datetime
     baseline: int = 0  # 0: the lowest version with treated entries
     zone: ZoneInfo = UTC_ZONE
+    full: bool = True  # False: the activity summary only (REPORT_VIEW_BASIC)
 
     def args(self, tenant_id: str) -> tuple[str, str, int, datetime, datetime]:
         """The first five arguments of the report statements: tenant, journey, version, and

@@ -68,6 +68,7 @@ class Report:
     cohort: cohorts.CohortFigures | None = None
     days: list[activity.DayFigures] = field(default_factory=list)
     time_zone: str = "UTC"
+    full: bool = True  # False: the activity summary only (no cohort, credits or days)
 
 
 async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> Report:
@@ -78,7 +79,7 @@ async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuer
         if asked and all(v.version != asked for v in journey.versions):
             raise NotFound("VERSION_NOT_FOUND", f"journey {q.journey_id!r} has no version {asked}")
     args = q.args(tenant_id)
-    report = Report(q.journey_id, q.version, q.start, q.end, time_zone=q.zone.key)
+    report = Report(q.journey_id, q.version, q.start, q.end, time_zone=q.zone.key, full=q.full)
     row = await conn.fetchrow(
         sql.statement("report_participation"), *args, journey.exclude_machine_opens
     )
@@ -87,11 +88,11 @@ async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuer
     report.exited, report.engaged = row["exited"], row["engaged"]
     await _messages_and_awards(conn, tenant_id, journey, q, report)
     report.repeat_goal_events = await conn.fetchval(sql.statement("report_repeats"), *args)
-    report.credited_elsewhere, report.credited_elsewhere_top = await activity.credited_elsewhere(
-        conn, tenant_id, q
-    )
-    report.cohort = await _cohort(conn, tenant_id, journey, q)
-    report.days = await activity.days(conn, tenant_id, q)
+    report.credited_elsewhere, top = await activity.credited_elsewhere(conn, tenant_id, q)
+    if q.full:
+        report.credited_elsewhere_top = top
+        report.cohort = await _cohort(conn, tenant_id, journey, q)
+        report.days = await activity.days(conn, tenant_id, q)
     return report
 
 
@@ -131,7 +132,7 @@ async def _messages_and_awards(
             if row["value_currency"] is not None:
                 currency = row["value_currency"]
                 figures_named.value[currency] = figures_named.value.get(currency, 0) + row["micros"]
-    for row in await conn.fetch(sql.statement("report_credits"), *args):
+    for row in await conn.fetch(sql.statement("report_credits"), *args) if q.full else []:
         if (message := messages.get(row["message_id"])) is not None:
             for model in CREDIT_MODELS[1:]:
                 message.credits[model].add(

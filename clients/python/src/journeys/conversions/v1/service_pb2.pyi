@@ -56,6 +56,38 @@ GOAL_CREDIT_NONE: GoalCredit.ValueType  # 4
 """The goal was met but no journey qualified (for example no touchpoint in the window)."""
 Global___GoalCredit: _TypeAlias = GoalCredit  # noqa: Y015
 
+class _ReportView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORT_VIEW_UNSPECIFIED: _ReportView.ValueType  # 0
+    """The full report."""
+    REPORT_VIEW_BASIC: _ReportView.ValueType  # 1
+    """The activity summary only: participation, touchpoints and last-touch credit per message,
+    goal conversions, repeats, value, named conversions and goal events credited elsewhere
+    (their count). No versions, holdout, time to conversion, steps, paths, credit models, days
+    or top journeys: the cheapest report, for dashboards that poll.
+    """
+    REPORT_VIEW_FULL: _ReportView.ValueType  # 2
+    """The full report."""
+
+class ReportView(_ReportView, metaclass=_ReportViewEnumTypeWrapper):
+    """How much of a journey report to compute."""
+
+REPORT_VIEW_UNSPECIFIED: ReportView.ValueType  # 0
+"""The full report."""
+REPORT_VIEW_BASIC: ReportView.ValueType  # 1
+"""The activity summary only: participation, touchpoints and last-touch credit per message,
+goal conversions, repeats, value, named conversions and goal events credited elsewhere
+(their count). No versions, holdout, time to conversion, steps, paths, credit models, days
+or top journeys: the cheapest report, for dashboards that poll.
+"""
+REPORT_VIEW_FULL: ReportView.ValueType  # 2
+"""The full report."""
+Global___ReportView: _TypeAlias = ReportView  # noqa: Y015
+
 @_typing.final
 class DefineJourneyRequest(_message.Message):
     """The request of DefineJourney."""
@@ -1054,6 +1086,7 @@ class GetJourneyReportRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     BASELINE_VERSION_FIELD_NUMBER: _builtins.int
     TIME_ZONE_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     journey_id: _builtins.str
     """The journey."""
     version: _builtins.int
@@ -1064,6 +1097,8 @@ class GetJourneyReportRequest(_message.Message):
     """
     time_zone: _builtins.str
     """The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC."""
+    view: Global___ReportView.ValueType
+    """How much of the report to compute; unspecified is the full report."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """The start of the range, inclusive; unset for the start of time."""
@@ -1081,10 +1116,11 @@ class GetJourneyReportRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         baseline_version: _builtins.int = ...,
         time_zone: _builtins.str = ...,
+        view: Global___ReportView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_version", b"baseline_version", "end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_version", b"baseline_version", "end_time", b"end_time", "journey_id", b"journey_id", "start_time", b"start_time", "time_zone", b"time_zone", "version", b"version", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

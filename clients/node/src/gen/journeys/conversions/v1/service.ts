@@ -98,6 +98,54 @@ export function goalCreditToJSON(object: GoalCredit): string {
   }
 }
 
+/** How much of a journey report to compute. */
+export enum ReportView {
+  /** REPORT_VIEW_UNSPECIFIED - The full report. */
+  REPORT_VIEW_UNSPECIFIED = 0,
+  /**
+   * REPORT_VIEW_BASIC - The activity summary only: participation, touchpoints and last-touch credit per message,
+   * goal conversions, repeats, value, named conversions and goal events credited elsewhere
+   * (their count). No versions, holdout, time to conversion, steps, paths, credit models, days
+   * or top journeys: the cheapest report, for dashboards that poll.
+   */
+  REPORT_VIEW_BASIC = 1,
+  /** REPORT_VIEW_FULL - The full report. */
+  REPORT_VIEW_FULL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function reportViewFromJSON(object: any): ReportView {
+  switch (object) {
+    case 0:
+    case "REPORT_VIEW_UNSPECIFIED":
+      return ReportView.REPORT_VIEW_UNSPECIFIED;
+    case 1:
+    case "REPORT_VIEW_BASIC":
+      return ReportView.REPORT_VIEW_BASIC;
+    case 2:
+    case "REPORT_VIEW_FULL":
+      return ReportView.REPORT_VIEW_FULL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ReportView.UNRECOGNIZED;
+  }
+}
+
+export function reportViewToJSON(object: ReportView): string {
+  switch (object) {
+    case ReportView.REPORT_VIEW_UNSPECIFIED:
+      return "REPORT_VIEW_UNSPECIFIED";
+    case ReportView.REPORT_VIEW_BASIC:
+      return "REPORT_VIEW_BASIC";
+    case ReportView.REPORT_VIEW_FULL:
+      return "REPORT_VIEW_FULL";
+    case ReportView.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** The request of DefineJourney. */
 export interface DefineJourneyRequest {
   /** The idempotency key of this definition. */
@@ -412,6 +460,8 @@ export interface GetJourneyReportRequest {
   baselineVersion: number;
   /** The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC. */
   timeZone: string;
+  /** How much of the report to compute; unspecified is the full report. */
+  view: ReportView;
 }
 
 /** The response of GetJourneyReport. */
@@ -3621,7 +3671,15 @@ export const StreamConversionEventsResponse: MessageFns<StreamConversionEventsRe
 };
 
 function createBaseGetJourneyReportRequest(): GetJourneyReportRequest {
-  return { journeyId: "", version: 0, startTime: undefined, endTime: undefined, baselineVersion: 0, timeZone: "" };
+  return {
+    journeyId: "",
+    version: 0,
+    startTime: undefined,
+    endTime: undefined,
+    baselineVersion: 0,
+    timeZone: "",
+    view: 0,
+  };
 }
 
 export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
@@ -3643,6 +3701,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     }
     if (message.timeZone !== "") {
       writer.uint32(50).string(message.timeZone);
+    }
+    if (message.view !== 0) {
+      writer.uint32(56).int32(message.view);
     }
     return writer;
   },
@@ -3708,6 +3769,14 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
             message.timeZone = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3748,6 +3817,7 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
         : isSet(object.time_zone)
         ? globalThis.String(object.time_zone)
         : "",
+      view: isSet(object.view) ? reportViewFromJSON(object.view) : 0,
     };
   },
 
@@ -3771,6 +3841,9 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     if (message.timeZone !== "") {
       obj.timeZone = message.timeZone;
     }
+    if (message.view !== 0) {
+      obj.view = reportViewToJSON(message.view);
+    }
     return obj;
   },
 
@@ -3785,6 +3858,7 @@ export const GetJourneyReportRequest: MessageFns<GetJourneyReportRequest> = {
     message.endTime = object.endTime ?? undefined;
     message.baselineVersion = object.baselineVersion ?? 0;
     message.timeZone = object.timeZone ?? "";
+    message.view = object.view ?? 0;
     return message;
   },
 };
