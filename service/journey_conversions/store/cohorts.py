@@ -1,10 +1,10 @@
 """Reading a report's cohort (the enrollments that entered in its range) from the per-enrollment
-facts that writes keep (migration 0002): a scan of the journey's enrollments in the range, never
-of its touchpoints."""
+facts that writes keep (migration 0002): one pass over the journey's enrollments in the range,
+and the steps and paths they reached, never over their touchpoints."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
@@ -19,33 +19,14 @@ from journey_conversions.store import sql
 from journey_conversions.store.report_query import ReportQuery
 
 
-async def version_counts(
-    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery, exclude_machine_opens: bool
-) -> dict[int, VersionCounts]:
-    """Every version's counts (also those not reported: one may be the baseline)."""
-    counts: dict[int, VersionCounts] = defaultdict(VersionCounts)
-    for row in await conn.fetch(
-        sql.statement("cohort_counts"),
-        tenant_id,
-        q.journey_id,
-        q.start,
-        q.end,
-        0,
-        exclude_machine_opens,
-    ):
-        arm = ArmCounts(
-            row["entered"],
-            row["engaged"],
-            row["converted"],
-            row["converted_engaged"],
-            row["goal_met"],
-        )
-        version = counts[row["version"]]
-        if row["holdout"]:
-            counts[row["version"]] = VersionCounts(version.treated, arm)
-        else:
-            counts[row["version"]] = VersionCounts(arm, version.holdout)
-    return dict(counts)
+@dataclass
+class CohortRows:
+    """What one pass over a report's cohort reads."""
+
+    counts: dict[int, VersionCounts] = field(default_factory=dict)  # every version
+    # per version asked for, and under None over all of them
+    durations: dict[int | None, TimeToConversion] = field(default_factory=dict)
+    values: dict[int, dict[str, int]] = field(default_factory=dict)  # currency -> micros
 
 
 def _seconds(values: list[float] | None, index: int) -> timedelta | None:
@@ -54,31 +35,40 @@ def _seconds(values: list[float] | None, index: int) -> timedelta | None:
     return timedelta(seconds=float(values[index]))
 
 
-async def time_to_conversion(
-    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery
-) -> dict[int | None, TimeToConversion]:
-    """Per version, and under None over all the versions asked for."""
-    found: dict[int | None, TimeToConversion] = {}
-    for row in await conn.fetch(sql.statement("cohort_conversions"), *q.cohort_args(tenant_id)):
-        entry, touch = row["from_entry"], row["from_last_touch"]
-        found[row["version"]] = TimeToConversion(
-            conversions=row["conversions"],
-            median_from_entry=_seconds(entry, 0),
-            p90_from_entry=_seconds(entry, 1),
-            median_from_last_touch=_seconds(touch, 0),
-            p90_from_last_touch=_seconds(touch, 1),
-        )
+async def read(
+    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery, exclude_machine_opens: bool
+) -> CohortRows:
+    found = CohortRows()
+    for row in await conn.fetch(
+        sql.statement("cohort_counts"), *q.cohort_args(tenant_id), exclude_machine_opens
+    ):
+        version = row["version"]
+        if row["part"] == "counts":
+            arm = ArmCounts(
+                row["entered"],
+                row["engaged"],
+                row["converted"],
+                row["converted_engaged"],
+                row["goal_met"],
+            )
+            both = found.counts.get(version, VersionCounts())
+            found.counts[version] = (
+                VersionCounts(both.treated, arm)
+                if row["holdout"]
+                else VersionCounts(arm, both.holdout)
+            )
+        elif row["part"] == "times":
+            entry, touch = row["from_entry"], row["from_last_touch"]
+            found.durations[version] = TimeToConversion(
+                conversions=row["entered"],
+                median_from_entry=_seconds(entry, 0),
+                p90_from_entry=_seconds(entry, 1),
+                median_from_last_touch=_seconds(touch, 0),
+                p90_from_last_touch=_seconds(touch, 1),
+            )
+        else:
+            found.values.setdefault(version, {})[row["currency"]] = int(row["micros"])
     return found
-
-
-async def values(
-    conn: asyncpg.Connection, tenant_id: str, q: ReportQuery
-) -> dict[int, dict[str, int]]:
-    """Per version, the value of its cohort's goal conversions, per currency (micros)."""
-    found: dict[int, dict[str, int]] = defaultdict(dict)
-    for row in await conn.fetch(sql.statement("cohort_value"), *q.cohort_args(tenant_id)):
-        found[row["version"]][row["currency"]] = row["micros"]
-    return dict(found)
 
 
 async def segments(

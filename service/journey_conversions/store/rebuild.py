@@ -23,6 +23,10 @@ ALL_HISTORY = datetime(1900, 1, 1, tzinfo=UTC)  # before any event (windows reac
 ENROLLMENT_BATCH = 20_000
 CONTACT_BATCH = 500
 
+_ANALYZE_DERIVED = (
+    "analyze enrollments, enrollment_reach, goal_outcomes, awards, conversion_credits,"
+    " credited_elsewhere, conversion_events"
+)
 Progress = Callable[[str, int, int], Awaitable[None] | None]
 
 
@@ -70,8 +74,13 @@ async def rebuild_tenant(
         tenant_id,
     )
     changes = 0
-    for start in range(0, len(contacts), CONTACT_BATCH):
+    for batch, start in enumerate(range(0, len(contacts), CONTACT_BATCH)):
         chunk = contacts[start : start + CONTACT_BATCH]
+        if batch & (batch - 1) == 0:
+            # The derived tables grow from nothing: statistics kept up to date (autovacuum may
+            # be off, or late) keep re-decisions on index plans instead of whole-table scans.
+            async with pool.acquire() as conn:
+                await conn.execute(_ANALYZE_DERIVED)
 
         async def redecide(conn: asyncpg.Connection, chunk: list[str] = chunk) -> int:
             found = await decisions.lock_and_redecide(conn, tenant_id, chunk, ALL_HISTORY)

@@ -72,6 +72,10 @@ class Report:
 
 
 async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> Report:
+    # Journeys differ in size by orders of magnitude: a cached generic plan, made for an
+    # average journey, would nest-loop over a large one (measured 3x slower). Plan each
+    # statement for its journey and range.
+    await conn.execute("set local plan_cache_mode = force_custom_plan")
     journey = await catalog.load_journey(conn, tenant_id, q.journey_id)
     if journey is None:
         raise catalog.journey_not_found(q.journey_id)
@@ -146,14 +150,14 @@ async def _messages_and_awards(
 async def _cohort(
     conn: asyncpg.Connection, tenant_id: str, journey: domain.Journey, q: ReportQuery
 ) -> cohorts.CohortFigures:
-    counts = await cohort_store.version_counts(conn, tenant_id, q, journey.exclude_machine_opens)
+    rows = await cohort_store.read(conn, tenant_id, q, journey.exclude_machine_opens)
     reported = [v for v in journey.versions if q.version in (0, v.version)]
     figures = cohorts.figures(
         reported=[v.version for v in reported],
-        counts=counts,
-        baseline=q.baseline or cohorts.default_baseline(counts),
-        durations=await cohort_store.time_to_conversion(conn, tenant_id, q),
-        values=await cohort_store.values(conn, tenant_id, q),
+        counts=rows.counts,
+        baseline=q.baseline or cohorts.default_baseline(rows.counts),
+        durations=rows.durations,
+        values=rows.values,
     )
     known = {
         cohorts.STEP: {m.step_id for v in reported for m in v.messages if m.step_id},

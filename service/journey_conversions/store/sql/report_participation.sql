@@ -11,7 +11,7 @@ select
     count(*) filter (where exit_time >= $4 and exit_time < $5) as exited,
     count(*) filter (where enter_time < $5 and (exit_time is null or exit_time >= $4) and (
         (first.at >= $4 and first.at < $5)
-        or (first.at < $4 and exists (
+        or (coalesce(first.at < $4, false) and exists (
             select 1 from touchpoints t
             where t.tenant_id = $1 and t.contact_id = e.contact_id and t.journey_id = $2
                 and t.occur_time >= $4 and t.occur_time < $5

@@ -4,7 +4,7 @@
 -- 1, with their conversion id). $1 tenant; $2 journey; [$3, $4) the entry range; $5 version.
 select s.segment, s.key, '' as conversion_id, count(*) as n
 from awards a
-join enrollments e on e.tenant_id = a.tenant_id and e.enrollment_id = a.enrollment_id
+join enrollments e on e.tenant_id = $1 and e.journey_id = $2 and e.enrollment_id = a.enrollment_id
 cross join lateral (
     select m.step_id, m.path from journey_messages m
     where m.tenant_id = $1 and m.journey_id = $2 and m.message_id = a.message_id
@@ -19,7 +19,7 @@ group by s.segment, s.key
 union all
 select 1::smallint, a.step_id, a.conversion_id, count(*)
 from awards a
-join enrollments e on e.tenant_id = a.tenant_id and e.enrollment_id = a.enrollment_id
+join enrollments e on e.tenant_id = $1 and e.journey_id = $2 and e.enrollment_id = a.enrollment_id
 where a.tenant_id = $1 and a.journey_id = $2 and a.conversion_id <> '' and a.step_id <> ''
     and a.award_time < $4 and ($5 = 0 or e.version = $5) and e.enter_time >= $3
     and e.enter_time < $4 and not e.holdout

@@ -1,0 +1,64 @@
+"""The benchmark tools at a tiny size: bench.tenant loads and rebuilds a tenant into a fresh
+database through the test's server, and bench.report's measurements run against it. No timing
+is checked: only that the tools work.
+
+    TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
+        .venv/bin/pytest -q tests/system/test_bench_smoke.py -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bench import report
+from bench.tenant import TenantSpec, load_tenant
+
+TINY = TenantSpec(journeys=3, enrollments=200, touchpoints=2000, goal_events=100, seed=7)
+
+
+INDEXES = "select count(*) from pg_indexes where schemaname = current_schema()"
+
+
+async def test_tiny_tenant_loads_rebuilds_and_reports(
+    database_url: str, service_target: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        indexes_before = await conn.fetchval(INDEXES)
+        loaded = await load_tenant(database_url, TINY, service_target, quiet=True)
+        counted = {
+            table: await conn.fetchval(
+                f"select count(*) from {table} where tenant_id = $1", TINY.tenant_id
+            )
+            for table in ("journeys", "enrollments", "touchpoints", "goal_events", "goal_outcomes")
+        }
+        goal_awards = await conn.fetchval(
+            "select count(*) from awards where tenant_id = $1 and conversion_id = ''",
+            TINY.tenant_id,
+        )
+        indexes_after = await conn.fetchval(INDEXES)
+    finally:
+        await conn.close()
+    assert counted == {
+        "journeys": 3,
+        "enrollments": 200,
+        "touchpoints": 2000,
+        "goal_events": 100,
+        "goal_outcomes": 100,  # one outcome per goal event
+    }
+    assert goal_awards >= 1
+    assert loaded.counts["goal conversions"] == goal_awards
+    assert indexes_after == indexes_before  # dropped for the load and created again
+
+    for variant in report.VARIANTS:
+        ours = await report.measure_report(
+            service_target, TINY.tenant_id, loaded.largest_journey, variant, calls=2, warmup=1
+        )
+        naive = await report.measure_naive(
+            database_url, TINY.tenant_id, loaded.largest_journey, variant, calls=2, warmup=1
+        )
+        assert len(ours.seconds) == len(naive.seconds) == 2
+        assert ours.p99 >= ours.p50 > 0
+        assert naive.p99 >= naive.p50 > 0
+        assert ours.figures["active"] > 0
+        assert naive.figures["active"] > 0
