@@ -72,6 +72,9 @@ class Report:
 
 
 async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> Report:
+    """The report, every section read from one snapshot (so its figures agree with each
+    other). Call it first in its transaction."""
+    await conn.execute("set transaction isolation level repeatable read, read only")
     # Journeys differ in size by orders of magnitude: a cached generic plan, made for an
     # average journey, would nest-loop over a large one (measured 3x slower). Plan each
     # statement for its journey and range.
