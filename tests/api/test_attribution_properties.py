@@ -51,6 +51,12 @@ Metadata = tuple[tuple[str, str], ...]
 _NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 BASE = _NOW - timedelta(days=25)
 
+# Examples run through a real server: slow, large, and sharing the test's stub fixture.
+SERVER_HEALTH_CHECKS = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+]
 VERSIONS = (1, 2)  # every journey has both, with the same messages on other steps and paths
 
 
@@ -393,11 +399,7 @@ async def stored_awards(
 @settings(
     max_examples=examples(15, 1000),
     deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
+    suppress_health_check=SERVER_HEALTH_CHECKS,
 )
 @given(world=WORLDS, data=st.data())
 async def test_stored_outcomes_and_awards_equal_the_models(

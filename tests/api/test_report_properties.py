@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from google.protobuf import duration_pb2
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from journeys.conversions.v1 import report_pb2
 from journeys.conversions.v1 import service_pb2 as pb
@@ -27,6 +27,7 @@ from journey_conversions.server import App
 from journey_conversions.store import rebuild
 from tests.api.test_attribution_properties import (
     BASE,
+    SERVER_HEALTH_CHECKS,
     VERSIONS,
     WORLDS,
     Metadata,
@@ -285,11 +286,7 @@ def ranges(world: World) -> st.SearchStrategy[tuple[datetime | None, datetime | 
 @settings(
     max_examples=examples(40, 1000),
     deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
+    suppress_health_check=SERVER_HEALTH_CHECKS,
 )
 @given(world=WORLDS, data=st.data())
 async def test_report_cohort_figures_equal_the_models(

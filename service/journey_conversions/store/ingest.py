@@ -367,7 +367,7 @@ async def enter(
             raise idempotency_conflict("enrollment", new.enrollment_id)
         return stored
     # Touchpoints may have arrived before the entry that they belong to.
-    await facts.recompute(conn, tenant_id, [new.enrollment_id])
+    await facts.recompute(conn, tenant_id, [new.enrollment_id], new=True)
     if await decisions.has_events_since(conn, tenant_id, new.contact_id, new.enter_time):
         await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
     return stored
