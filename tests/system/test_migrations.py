@@ -102,3 +102,51 @@ class TestMigrationFilesMatchTheSchema:
             await conn.close()
         assert tables == created["table"] | {"schema_migrations"}
         assert created["index"] <= indexes
+
+
+class TestUpgradeKeepsData:
+    """A database migrated and written by an earlier release upgrades with its rows intact."""
+
+    async def test_awards_take_their_enrollments_entry_and_arm(self, empty_database: str) -> None:
+        conn = await asyncpg.connect(empty_database)
+        try:
+            # The schema as release 0002 left it, with one treated and one holdout enrollment,
+            # each with an award.
+            await conn.execute(
+                "create table schema_migrations (version integer primary key, name text not"
+                " null, applied_time timestamptz not null default now())"
+            )
+            for number, name, sql in db.migration_files():
+                if number <= 2:
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "insert into schema_migrations (version, name) values ($1, $2)",
+                        number,
+                        name,
+                    )
+            await conn.execute(
+                "insert into journeys (tenant_id, journey_id, window_seconds)"
+                " values ('t', 'j', 3600);"
+                "insert into journey_versions (tenant_id, journey_id, version)"
+                " values ('t', 'j', 1);"
+                "insert into enrollments (tenant_id, enrollment_id, contact_id, journey_id,"
+                " version, enter_time, holdout) values"
+                " ('t', 'treated', 'c1', 'j', 1, '2026-01-01T10:00:00Z', false),"
+                " ('t', 'held', 'c2', 'j', 1, '2026-01-02T11:00:00Z', true);"
+                "insert into awards (tenant_id, enrollment_id, conversion_id, contact_id,"
+                " journey_id, version, source, award_time) values"
+                " ('t', 'treated', '', 'c1', 'j', 1, 1, '2026-01-03T00:00:00Z'),"
+                " ('t', 'held', 'named', 'c2', 'j', 1, 2, '2026-01-04T00:00:00Z')"
+            )
+            assert await db.migrate(empty_database) == [
+                name for number, name in shipped() if number > 2
+            ]
+            rows = await conn.fetch(
+                "select enrollment_id, enter_time, holdout from awards order by enrollment_id"
+            )
+        finally:
+            await conn.close()
+        assert [(r["enrollment_id"], r["enter_time"].isoformat(), r["holdout"]) for r in rows] == [
+            ("held", "2026-01-02T11:00:00+00:00", True),
+            ("treated", "2026-01-01T10:00:00+00:00", False),
+        ]

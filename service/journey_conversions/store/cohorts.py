@@ -1,6 +1,8 @@
-"""Reading a report's cohort (the enrollments that entered in its range) from the per-enrollment
-facts that writes keep (migration 0002): one pass over the journey's enrollments in the range,
-and the steps and paths they reached, never over their touchpoints."""
+"""Reading a report's participation and cohort (the enrollments that entered in its range) from
+the per-enrollment facts that writes keep (migration 0002): one pass over the journey's
+enrollments, the cohort's awards (which carry their enrollment's entry, migration 0003), and the
+steps and paths they reached; touchpoints only for an enrollment first touched before the range
+(to know whether it was engaged in it)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,22 @@ from journey_conversions.store.report_query import ReportQuery
 
 
 @dataclass
-class CohortRows:
-    """What one pass over a report's cohort reads."""
+class Participation:
+    """The treated enrollments of the versions asked for, in the report's range: entered in it,
+    active (entered before its end, not exited before its start), exited in it, and engaged
+    (active and touched in it while enrolled)."""
 
+    entered: int = 0
+    active: int = 0
+    exited: int = 0
+    engaged: int = 0
+
+
+@dataclass
+class CohortRows:
+    """What a report reads of its enrollments."""
+
+    participation: Participation = field(default_factory=Participation)
     counts: dict[int, VersionCounts] = field(default_factory=dict)  # every version
     # per version asked for, and under None over all of them
     durations: dict[int | None, TimeToConversion] = field(default_factory=dict)
@@ -38,29 +53,45 @@ def _seconds(values: list[float] | None, index: int) -> timedelta | None:
 async def read(
     conn: asyncpg.Connection, tenant_id: str, q: ReportQuery, exclude_machine_opens: bool
 ) -> CohortRows:
+    """Participation, and with the full view the cohort: per version and arm, then the time
+    its conversions took and their value."""
     found = CohortRows()
+    shown = found.participation
     for row in await conn.fetch(
-        sql.statement("cohort_counts"), *q.cohort_args(tenant_id), exclude_machine_opens
+        sql.statement("report_enrollments"),
+        tenant_id,
+        q.journey_id,
+        q.start,
+        q.end,
+        exclude_machine_opens,
     ):
         version = row["version"]
-        if row["part"] == "counts":
-            arm = ArmCounts(
-                row["entered"],
-                row["engaged"],
-                row["converted"],
-                row["converted_engaged"],
-                row["goal_met"],
-            )
-            both = found.counts.get(version, VersionCounts())
-            found.counts[version] = (
-                VersionCounts(both.treated, arm)
-                if row["holdout"]
-                else VersionCounts(arm, both.holdout)
-            )
-        elif row["part"] == "times":
+        if not row["holdout"] and q.version in (0, version):
+            shown.entered += row["entered"]
+            shown.active += row["active"]
+            shown.exited += row["exited"]
+            shown.engaged += row["active_engaged"]
+        arm = ArmCounts(
+            row["entered"],
+            row["engaged"],
+            row["converted"],
+            row["converted_engaged"],
+            row["goal_met"],
+        )
+        both = found.counts.get(version, VersionCounts())
+        found.counts[version] = (
+            VersionCounts(both.treated, arm) if row["holdout"] else VersionCounts(arm, both.holdout)
+        )
+    if not q.full:
+        return found
+    for row in await conn.fetch(
+        sql.statement("report_conversion_times"), *q.cohort_args(tenant_id)
+    ):
+        version = row["version"]
+        if row["part"] == "times":
             entry, touch = row["from_entry"], row["from_last_touch"]
             found.durations[version] = TimeToConversion(
-                conversions=row["entered"],
+                conversions=row["conversions"],
                 median_from_entry=_seconds(entry, 0),
                 p90_from_entry=_seconds(entry, 1),
                 median_from_last_touch=_seconds(touch, 0),

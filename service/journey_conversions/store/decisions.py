@@ -335,15 +335,7 @@ async def _write_awards(
         )
     if upserts:
         await conn.executemany(
-            f"insert into awards ({_AWARD_COLUMNS}) values"
-            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-            " on conflict (tenant_id, enrollment_id, conversion_id) do update set"
-            " source = excluded.source, award_time = excluded.award_time,"
-            " goal_event_id = excluded.goal_event_id,"
-            " touchpoint_event_id = excluded.touchpoint_event_id,"
-            " message_id = excluded.message_id, step_id = excluded.step_id,"
-            " value_currency = excluded.value_currency, value_micros = excluded.value_micros,"
-            " touchpoint_time = excluded.touchpoint_time",
+            sql.statement("upsert_awards"),
             [_award_row(tenant_id, a) for a in upserts],
         )
     await outbox.append(conn, tenant_id, events)

@@ -87,18 +87,16 @@ async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuer
             raise NotFound("VERSION_NOT_FOUND", f"journey {q.journey_id!r} has no version {asked}")
     args = q.args(tenant_id)
     report = Report(q.journey_id, q.version, q.start, q.end, time_zone=q.zone.key, full=q.full)
-    row = await conn.fetchrow(
-        sql.statement("report_participation"), *args, journey.exclude_machine_opens
-    )
-    assert row is not None
-    report.entered, report.active = row["entered"], row["active"]
-    report.exited, report.engaged = row["exited"], row["engaged"]
+    rows = await cohort_store.read(conn, tenant_id, q, journey.exclude_machine_opens)
+    shown = rows.participation
+    report.entered, report.active = shown.entered, shown.active
+    report.exited, report.engaged = shown.exited, shown.engaged
     await _messages_and_awards(conn, tenant_id, journey, q, report)
     report.repeat_goal_events = await conn.fetchval(sql.statement("report_repeats"), *args)
     report.credited_elsewhere, top = await activity.credited_elsewhere(conn, tenant_id, q)
     if q.full:
         report.credited_elsewhere_top = top
-        report.cohort = await _cohort(conn, tenant_id, journey, q)
+        report.cohort = await _cohort(conn, tenant_id, journey, q, rows)
         report.days = await activity.days(conn, tenant_id, q)
     return report
 
@@ -151,9 +149,12 @@ async def _messages_and_awards(
 
 
 async def _cohort(
-    conn: asyncpg.Connection, tenant_id: str, journey: domain.Journey, q: ReportQuery
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    journey: domain.Journey,
+    q: ReportQuery,
+    rows: cohort_store.CohortRows,
 ) -> cohorts.CohortFigures:
-    rows = await cohort_store.read(conn, tenant_id, q, journey.exclude_machine_opens)
     reported = [v for v in journey.versions if q.version in (0, v.version)]
     figures = cohorts.figures(
         reported=[v.version for v in reported],
