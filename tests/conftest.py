@@ -75,9 +75,14 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
     await admin_execute(postgres_url, f'drop database if exists "{name}" with (force)')
 
 
+# Most tests name their tenant with x-tenant-id (development auth); tests/api/test_auth.py
+# and tests/system/test_keys.py run servers that check API keys.
+DEV_SERVER = ("--pool-min-size", "1", "--pool-max-size", "8", "--auth", "dev")
+
+
 @pytest.fixture
 def service_config() -> config_module.Config:
-    return config_module.from_values(["--pool-min-size", "1", "--pool-max-size", "8"])
+    return config_module.from_values(DEV_SERVER)
 
 
 @pytest.fixture
@@ -94,7 +99,7 @@ async def shared_server(postgres_url: str, template_database: str) -> AsyncItera
     tenant (see `tenant_stub`): a database per test costs about a third of a second."""
     name = f"jc_shared_{uuid.uuid4().hex[:12]}"
     await admin_execute(postgres_url, f'create database "{name}" template "{template_database}"')
-    config = config_module.from_values(["--pool-min-size", "1", "--pool-max-size", "8"])
+    config = config_module.from_values(DEV_SERVER)
     running = await build(config, with_database(postgres_url, name), "127.0.0.1:0")
     yield f"127.0.0.1:{running.port}"
     await running.stop(grace=1)
@@ -129,6 +134,32 @@ async def tenant_stub(shared_server: str) -> AsyncIterator[Stub]:
     interceptor = InTenant(f"t-{uuid.uuid4().hex[:16]}")
     async with grpc.aio.insecure_channel(shared_server, interceptors=[interceptor]) as channel:
         yield service_pb2_grpc.JourneyConversionsServiceStub(channel)
+
+
+# A server that checks API keys; a revoked key fails after KEY_RECHECK_SECONDS.
+KEY_RECHECK_SECONDS = 0.2
+KEYED_SERVER = (
+    *DEV_SERVER[:4],
+    "--auth",
+    "keys",
+    "--key-recheck-seconds",
+    str(KEY_RECHECK_SECONDS),
+)
+
+
+@pytest.fixture
+async def keyed_app(database_url: str) -> AsyncIterator[App]:
+    """A real server on a free port that takes the tenant from API keys (tests/keys.py)."""
+    running = await build(config_module.from_values(KEYED_SERVER), database_url, "127.0.0.1:0")
+    yield running
+    await running.stop(grace=1)
+
+
+@pytest.fixture
+async def keyed_stub(keyed_app: App) -> AsyncIterator[Stub]:
+    """The generated stub on the keyed server; calls carry no key unless given one."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{keyed_app.port}") as opened:
+        yield service_pb2_grpc.JourneyConversionsServiceStub(opened)
 
 
 @pytest.fixture

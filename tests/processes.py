@@ -155,8 +155,10 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serve(*args: str) -> AsyncIterator[Server]:
-    """A `journey-conversions serve ARGS` process on a free port, stopped with SIGTERM after."""
-    process = await start("serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", *args)
+    """A `journey-conversions serve ARGS` process on a free port, stopped with SIGTERM after;
+    with development auth (x-tenant-id names the tenant) unless ARGS say --auth."""
+    auth = () if "--auth" in args else ("--auth", "dev")
+    process = await start("serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", *auth, *args)
     try:
         yield Server(process, await process.serving_port())
         if process.proc.returncode is None:

@@ -1,5 +1,5 @@
-"""What every RPC does around its own work: the tenant, one canonical log line, metrics, and
-the mapping of errors to precise gRPC statuses."""
+"""What every RPC does around its own work: who calls (tenant and scope, auth.py), one
+canonical log line, metrics, and the mapping of errors to precise gRPC statuses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from journey_conversions import metrics, parse
+from journey_conversions import metrics
+from journey_conversions.auth import Authenticator, Metadata, authorize
 from journey_conversions.clock import Bounds, TimePolicy, utc_now
 from journey_conversions.db import unavailable
 from journey_conversions.errors import ServiceError, to_grpc_status
@@ -24,7 +25,6 @@ Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Self = TypeVar("Self")
 
-TENANT_HEADER = "x-tenant-id"
 _KEY_FIELDS = ("request_id", "event_id", "enrollment_id")
 _NESTED_KEYS = (
     ("touchpoint", "event_id"),
@@ -46,15 +46,13 @@ class Call:
 class HasCallSettings:
     """Mixed into the servicer: what `rpc` needs to build a Call."""
 
-    default_tenant: str
+    authenticator: Authenticator
     time_policy: TimePolicy
 
 
-def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return value if isinstance(value, str) else value.decode()
-    return None
+def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> Metadata:
+    """The call's text metadata (binary `-bin` entries carry nothing auth reads)."""
+    return [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
 
 
 def _request_key(request: Message) -> str:
@@ -69,16 +67,17 @@ def _request_key(request: Message) -> str:
     return ""
 
 
-def _begin(
+async def _begin(
     owner: HasCallSettings, context: grpc.aio.ServicerContext[Any, Any], method: str, key: str
 ) -> Call:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(method=method, request_id=key)
-    tenant_id = parse.tenant(_metadata(context, TENANT_HEADER), owner.default_tenant)
-    structlog.contextvars.bind_contextvars(tenant=tenant_id)
+    principal = await owner.authenticator.principal(_metadata(context), context.auth_context())
+    structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, key_id=principal.key_id)
+    authorize(principal, method)
     now = utc_now()
     policy = owner.time_policy
-    return Call(tenant_id, now, policy.bounds(now), policy.horizon(now))
+    return Call(principal.tenant_id, now, policy.bounds(now), policy.horizon(now))
 
 
 def _as_service_error(error: BaseException) -> ServiceError | None:
@@ -130,7 +129,7 @@ def rpc(
         assert isinstance(self, HasCallSettings)
         started = time.perf_counter()
         try:
-            call = _begin(self, context, method, _request_key(request))
+            call = await _begin(self, context, method, _request_key(request))
             response = await work(self, request, call)
         except Exception as error:
             await _fail(context, method, started, error)
@@ -153,7 +152,7 @@ def stream_rpc(
         assert isinstance(self, HasCallSettings)
         started = time.perf_counter()
         try:
-            call = _begin(self, context, method, "")
+            call = await _begin(self, context, method, "")
             async for item in work(self, request, call):
                 yield item
         except Exception as error:

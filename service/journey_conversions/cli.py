@@ -8,7 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from journey_conversions import cli_report, db, logs
+from journey_conversions import cli_keys, cli_report, db, logs
 from journey_conversions import config as config_module
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
@@ -86,14 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Print a journey's report from a running server, as tables or JSON.",
     )
     cli_report.add_arguments(report)
+    keys = commands.add_parser(
+        "keys",
+        help="create, list or revoke API keys",
+        description="Create, list or revoke a tenant's API keys, directly in the database.",
+    )
+    cli_keys.add_arguments(keys)
     args = parser.parse_args(argv)
     if args.command == "report":
         return cli_report.run(args, report)
-    config = config_module.load(args)
+    if args.command == "keys":
+        return cli_keys.run(args, keys)
+    try:
+        config = config_module.load(args)
+    except config_module.ConfigError as error:
+        parser.error(str(error))
     if args.command == "serve":
         from journey_conversions.server import serve
 
-        asyncio.run(serve(config))
+        try:
+            asyncio.run(serve(config))
+        except config_module.ConfigError as error:
+            log.error("refusing to start", reason=str(error))
+            return 2
     else:
         logs.configure(config.log_format, config.log_level)
         asyncio.run(_migrate(config, args.tenant if args.command == "rebuild" else None))

@@ -23,12 +23,15 @@ from journey_conversions_client import (
     DEFAULT_TIMEOUT,
     JourneyConversionsClient,
     JourneyConversionsError,
+    TlsSettings,
 )
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TENANT = "default"
 TARGET_ENV = "JC_TARGET"
 TENANT_ENV = "JC_TENANT"
+API_KEY_ENV = "JC_API_KEY"
+TLS_CA_ENV = "JC_TLS_CA"
 INT32_MAX = 2**31 - 1
 EXIT_INTERRUPTED = 130
 
@@ -146,7 +149,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the server (${TARGET_ENV}, default {DEFAULT_TARGET})",
     )
     parser.add_argument(
-        "--tenant", metavar="T", help=f"the tenant (${TENANT_ENV}, default {DEFAULT_TENANT!r})"
+        "--api-key",
+        metavar="KEY",
+        help=f"the API key; the server takes the tenant from it (${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help=f"TLS, verifying the server with this CA file (${TLS_CA_ENV})",
+    )
+    parser.add_argument(
+        "--tenant",
+        metavar="T",
+        help=f"development mode only: the tenant (${TENANT_ENV}, default {DEFAULT_TENANT!r})",
     )
     parser.add_argument(
         "--timeout",
@@ -192,11 +207,38 @@ def build_request(
 
 
 async def fetch(
-    target: str, tenant: str, timeout: float, request: pb.GetJourneyReportRequest
+    target: str,
+    credentials: Credentials,
+    timeout: float,
+    request: pb.GetJourneyReportRequest,
 ) -> report_pb2.JourneyReport:
     """Asks the server for the report."""
-    async with JourneyConversionsClient(target, tenant_id=tenant or None, timeout=timeout) as c:
+    async with JourneyConversionsClient(
+        target,
+        api_key=credentials.api_key,
+        tls=TlsSettings(ca_file=credentials.tls_ca) if credentials.tls_ca else None,
+        tenant_id=None if credentials.api_key else credentials.tenant or None,
+        timeout=timeout,
+    ) as c:
         return (await c.get_journey_report(request)).report
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    api_key: str | None
+    tls_ca: str | None
+    tenant: str  # development mode, when there is no key
+
+
+def credentials(args: argparse.Namespace) -> Credentials:
+    """Flags win over the environment."""
+    return Credentials(
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        tls_ca=args.tls_ca or os.environ.get(TLS_CA_ENV) or None,
+        tenant=args.tenant
+        if args.tenant is not None
+        else os.environ.get(TENANT_ENV, DEFAULT_TENANT),
+    )
 
 
 def error_text(error: JourneyConversionsError) -> str:
@@ -210,9 +252,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Runs `report`: 0 when printed, 1 when the call failed, 130 on Ctrl-C."""
     request = build_request(args, parser, datetime.now(UTC))
     target = args.target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
-    tenant = args.tenant if args.tenant is not None else os.environ.get(TENANT_ENV, DEFAULT_TENANT)
     try:
-        report = asyncio.run(fetch(target, tenant, args.timeout, request))
+        report = asyncio.run(fetch(target, credentials(args), args.timeout, request))
         print(
             json_format.MessageToJson(report, always_print_fields_with_no_presence=True)
             if args.json

@@ -24,9 +24,16 @@ class Config:
     allowed_lateness: timedelta
     max_clock_skew: timedelta
     default_tenant: str
+    auth: str  # "keys" or "dev" (AUTH_MODES)
+    insecure_dev_auth_on_network: bool
+    key_recheck_seconds: float
+    reflection: bool
+    tls_cert: Path | None  # PEM certificate chain; None: plaintext
+    tls_key: Path | None
+    tls_client_ca: Path | None  # PEM CA bundle: clients must present a certificate it signed
 
 
-def _default_data_dir(env: Mapping[str, str]) -> Path:
+def default_data_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "journey-conversions" / "pgdata"
 
@@ -44,8 +51,32 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("--grace-seconds", "JC_GRACE_SECONDS", "10", "time in-flight calls get on shutdown"),
     ("--allowed-lateness-days", "JC_ALLOWED_LATENESS_DAYS", "30", "oldest event accepted, days"),
     ("--max-clock-skew-seconds", "JC_MAX_CLOCK_SKEW_SECONDS", "300", "future tolerance, seconds"),
-    ("--default-tenant", "JC_DEFAULT_TENANT", "default", "tenant when x-tenant-id is absent"),
+    ("--auth", "JC_AUTH", "keys", "keys (API keys name the tenant) or dev (x-tenant-id does)"),
+    (
+        "--insecure-dev-auth-on-network",
+        "JC_INSECURE_DEV_AUTH_ON_NETWORK",
+        "no",
+        "yes: allow --auth dev on a non-loopback address, where anyone is any tenant",
+    ),
+    ("--default-tenant", "JC_DEFAULT_TENANT", "default", "--auth dev: tenant without x-tenant-id"),
+    ("--key-recheck-seconds", "JC_KEY_RECHECK_SECONDS", "2", "revoked keys fail within this"),
+    ("--reflection", "JC_REFLECTION", "auto", "on, off, or auto (on with --auth dev only)"),
+    ("--tls-cert", "JC_TLS_CERT", "", "PEM certificate chain: serve TLS"),
+    ("--tls-key", "JC_TLS_KEY", "", "PEM private key of --tls-cert"),
+    ("--tls-client-ca", "JC_TLS_CLIENT_CA", "", "PEM CA: require client certificates it signed"),
 )
+
+AUTH_MODES = ("keys", "dev")
+
+
+class ConfigError(ValueError):
+    """A setting with a value the server cannot run with."""
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +94,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         values[attr] = flag_value if flag_value is not None else env.get(env_name, default)
     return Config(
         database_url=values["database_url"] or None,
-        data_dir=Path(values["data_dir"]) if values["data_dir"] else _default_data_dir(env),
+        data_dir=Path(values["data_dir"]) if values["data_dir"] else default_data_dir(env),
         listen=values["listen"],
         metrics_listen=values["metrics_listen"] or None,
         pool_min_size=int(values["pool_min_size"]),
@@ -74,7 +105,32 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         allowed_lateness=timedelta(days=float(values["allowed_lateness_days"])),
         max_clock_skew=timedelta(seconds=float(values["max_clock_skew_seconds"])),
         default_tenant=values["default_tenant"],
+        auth=(auth := _choice("auth", values["auth"], AUTH_MODES)),
+        insecure_dev_auth_on_network=_choice(
+            "insecure_dev_auth_on_network", values["insecure_dev_auth_on_network"], ("yes", "no")
+        )
+        == "yes",
+        key_recheck_seconds=float(values["key_recheck_seconds"]),
+        reflection={"on": True, "off": False, "auto": auth == "dev"}[
+            _choice("reflection", values["reflection"], ("on", "off", "auto"))
+        ],
+        **_tls(values),
     )
+
+
+def _tls(values: Mapping[str, str]) -> dict[str, Path | None]:
+    paths = {
+        name: Path(values[name]) if values[name] else None
+        for name in ("tls_cert", "tls_key", "tls_client_ca")
+    }
+    if (paths["tls_cert"] is None) != (paths["tls_key"] is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if paths["tls_client_ca"] is not None and paths["tls_cert"] is None:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    for name, path in paths.items():
+        if path is not None and not path.is_file():
+            raise ConfigError(f"--{name.replace('_', '-')}: no file {path}")
+    return paths
 
 
 def from_values(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Config:

@@ -53,6 +53,16 @@ class FailedPrecondition(ServiceError):
         super().__init__(reason, message, (), grpc.StatusCode.FAILED_PRECONDITION)
 
 
+class Unauthenticated(ServiceError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason, message, (), grpc.StatusCode.UNAUTHENTICATED)
+
+
+class PermissionDenied(ServiceError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason, message, (), grpc.StatusCode.PERMISSION_DENIED)
+
+
 class Unavailable(ServiceError):
     def __init__(self, message: str) -> None:
         super().__init__("DATABASE_UNAVAILABLE", message, (), grpc.StatusCode.UNAVAILABLE)

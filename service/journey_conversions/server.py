@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 from dataclasses import dataclass
 
@@ -11,14 +12,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from journeys.conversions.v1 import service_pb2, service_pb2_grpc
+from journeys.conversions.v1 import service_pb2
 
 from journey_conversions import db, logs, metrics
+from journey_conversions.auth import Authenticator, DevelopmentAuthenticator, KeyAuthenticator
 from journey_conversions.clock import TimePolicy
-from journey_conversions.config import Config
+from journey_conversions.config import Config, ConfigError
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
 from journey_conversions.notifier import Notifier
+from journey_conversions.registration import add_service
 from journey_conversions.servicer import JourneyConversionsServicer
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["JourneyConversionsService"].full_name
@@ -58,25 +61,76 @@ async def build(config: Config, database_url: str, listen: str | None = None) ->
     servicer = JourneyConversionsServicer(
         pool,
         TimePolicy(config.allowed_lateness, config.max_clock_skew),
-        config.default_tenant,
+        authenticator(config, pool),
         notifier,
     )
-    service_pb2_grpc.add_JourneyConversionsServiceServicer_to_server(servicer, server)
+    add_service(servicer, server)  # bad request bytes: INVALID_ARGUMENT, not UNKNOWN
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    port = server.add_insecure_port(listen or config.listen)
+    if config.reflection:
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+    port = _add_port(server, listen or config.listen, config)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return App(server, port, servicer, health, pool, notifier)
+
+
+def _add_port(server: grpc.aio.Server, listen: str, config: Config) -> int:
+    """TLS when the config has a certificate (mutual TLS when it has a client CA)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return server.add_insecure_port(listen)
+    client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+    return server.add_secure_port(listen, credentials)
+
+
+def authenticator(config: Config, pool: asyncpg.Pool) -> Authenticator:
+    if config.auth == "dev":
+        return DevelopmentAuthenticator(config.default_tenant)
+    return KeyAuthenticator(pool, config.key_recheck_seconds)
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether a listen address (host:port, [v6]:port, unix:path) is reachable only from this
+    machine."""
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_auth(config: Config) -> None:
+    """Development auth (the header names the tenant) only where no one else can connect,
+    unless the operator says otherwise in so many words; either way, said loudly."""
+    if config.auth != "dev":
+        return
+    if not is_loopback(config.listen) and not config.insecure_dev_auth_on_network:
+        raise ConfigError(
+            f"--auth dev lets any caller act as any tenant; {config.listen} is not a loopback"
+            " address. Use --auth keys, or add --insecure-dev-auth-on-network yes"
+        )
+    log.warning(
+        "development auth: the x-tenant-id header chooses the tenant and no key is checked",
+        listen=config.listen,
+        default_tenant=config.default_tenant,
+    )
 
 
 def _pool_gauges(pool: asyncpg.Pool) -> None:
@@ -92,6 +146,7 @@ async def _watch_pool(pool: asyncpg.Pool) -> None:
 
 async def serve(config: Config) -> None:
     logs.configure(config.log_format, config.log_level)
+    check_auth(config)
     embedded: EmbeddedPostgres | None = None
     url = config.database_url
     if url is None:
@@ -108,6 +163,9 @@ async def serve(config: Config) -> None:
             listen=config.listen,
             port=app.port,
             metrics=config.metrics_listen or "off",
+            auth=config.auth,
+            reflection=config.reflection,
+            tls="mutual" if config.tls_client_ca else "on" if config.tls_cert else "off",
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

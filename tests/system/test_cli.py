@@ -63,6 +63,8 @@ async def start_embedded(spawn: Spawn, data_dir: Path) -> tuple[Process, int]:
         "127.0.0.1:0",
         "--metrics-listen",
         "",
+        "--auth",
+        "dev",
         env=env,
     )
     return served, await served.serving_port()

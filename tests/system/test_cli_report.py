@@ -19,6 +19,8 @@ from journeys.conversions.v1 import journey_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
 from journey_conversions import cli, cli_report
+from journey_conversions.keys import Scope
+from journey_conversions.server import App
 from tests.builders import (
     ago,
     define_journey,
@@ -28,6 +30,7 @@ from tests.builders import (
     message,
     touchpoint,
 )
+from tests.keys import bearer, create_key
 
 if TYPE_CHECKING:
     from tests.builders import Stub
@@ -191,6 +194,27 @@ class TestErrors:
         assert capsys.readouterr().err.startswith("error: NOT_FOUND: ")
         assert await report("welcome", "--tenant", "default", "--json") == 0
         assert json.loads(capsys.readouterr().out)["entered"] == "6"
+
+    async def test_an_api_key_names_the_tenant(
+        self,
+        keyed_stub: Stub,
+        keyed_app: App,
+        database_url: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        _, admin = await create_key(database_url, "acme")
+        _, reader = await create_key(database_url, "acme", Scope.READ)
+        await keyed_stub.DefineJourney(
+            define_journey("welcome", [message("email-1")], goal("ORDER_PLACED")),
+            metadata=bearer(admin),
+        )
+        target = f"127.0.0.1:{keyed_app.port}"
+        assert await report("welcome", "--target", target, "--json") == 1
+        assert capsys.readouterr().err.startswith("error: UNAUTHENTICATED: ")
+        monkeypatch.setenv("JC_API_KEY", reader)
+        assert await report("welcome", "--target", target, "--json") == 0
+        assert json.loads(capsys.readouterr().out)["journeyId"] == "welcome"
 
 
 class TestArguments:

@@ -173,6 +173,13 @@ class TestSettings:
         text = (ROOT / "Dockerfile").read_text()
         assert "DATABASE_URL" in text, "the Dockerfile says containers are expected to get one"
 
+    def test_a_container_checks_api_keys(self) -> None:
+        """It listens on every address, so development auth would let anyone be any tenant."""
+        env = env_values()
+        assert env.get("JC_AUTH", "keys") == "keys"
+        assert env.get("JC_INSECURE_DEV_AUTH_ON_NETWORK", "no") == "no"
+        assert config_module.from_values([]).auth == "keys"
+
     def test_grace_period_fits_in_dockers_default_stop_timeout(self) -> None:
         assert float(env_values()["JC_GRACE_SECONDS"]) < 10
 

@@ -36,7 +36,15 @@ class TestReplicasStartingTogether:
     async def test_both_serve_and_each_migration_is_applied_once(
         self, spawn: Spawn, empty_database: str
     ) -> None:
-        args = ("serve", "--database-url", empty_database, "--listen", "127.0.0.1:0")
+        args = (
+            "serve",
+            "--database-url",
+            empty_database,
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "dev",
+        )
         first, second = await asyncio.gather(
             spawn(*args, "--metrics-listen", ""), spawn(*args, "--metrics-listen", "")
         )

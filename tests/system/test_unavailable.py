@@ -175,7 +175,9 @@ async def proxied(database_url: str) -> AsyncIterator[tuple[App, Proxy]]:
     user = parts.username or "postgres"
     password = f":{parts.password}" if parts.password else ""
     url = urlunsplit(parts._replace(netloc=f"{user}{password}@127.0.0.1:{port}", query=""))
-    config = config_module.from_values(["--pool-min-size", "2", "--pool-max-size", "4"])
+    config = config_module.from_values(
+        ["--pool-min-size", "2", "--pool-max-size", "4", "--auth", "dev"]
+    )
     app = await build(config, url, "127.0.0.1:0")
     yield app, proxy
     with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ import asyncpg
 from google.protobuf.message import Message
 
 from journey_conversions import db, parse
+from journey_conversions.auth import Authenticator
 from journey_conversions.calls import Call, HasCallSettings
 from journey_conversions.clock import Bounds, TimePolicy
 from journey_conversions.errors import ServiceError
@@ -36,14 +37,18 @@ def parse_required(
 
 
 class ServicerBase(HasCallSettings):
-    """The pool, time policy, default tenant, notifier and stopping event of the servicer."""
+    """The pool, time policy, authenticator, notifier and stopping event of the servicer."""
 
     def __init__(
-        self, pool: asyncpg.Pool, time_policy: TimePolicy, default_tenant: str, notifier: Notifier
+        self,
+        pool: asyncpg.Pool,
+        time_policy: TimePolicy,
+        authenticator: Authenticator,
+        notifier: Notifier,
     ) -> None:
         self.pool = pool
         self.time_policy = time_policy
-        self.default_tenant = default_tenant
+        self.authenticator = authenticator
         self.notifier = notifier
         self.stopping = asyncio.Event()
 

@@ -17,6 +17,7 @@ from journey_conversions_client.client import (
 )
 from journey_conversions_client.errors import ERROR_DOMAIN, FieldViolation, JourneyConversionsError
 from journey_conversions_client.retry import NO_RETRY, RetryPolicy
+from journey_conversions_client.tls import TlsSettings
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -30,6 +31,7 @@ __all__ = [
     "JourneyConversionsError",
     "RetryEvent",
     "RetryPolicy",
+    "TlsSettings",
     "merge_item_results",
     "split_batches",
 ]

@@ -1,4 +1,5 @@
-"""The async client: deadlines, the tenant header, retries and typed errors around the stub."""
+"""The async client: deadlines, credentials (API key, TLS), retries and typed errors around the
+stub."""
 
 # The `timeout` parameters are gRPC deadlines: they are sent to the server with the call, which
 # asyncio.timeout cannot do, so ASYNC109's advice does not apply here.
@@ -25,10 +26,12 @@ from journey_conversions_client.batching import (
 )
 from journey_conversions_client.errors import JourneyConversionsError
 from journey_conversions_client.retry import RetryPolicy
+from journey_conversions_client.tls import TlsSettings
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds each call may take, retries included, unless the client or the call says otherwise."""
 TENANT_HEADER = "x-tenant-id"
+AUTHORIZATION_HEADER = "authorization"
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
@@ -47,13 +50,18 @@ class RetryEvent:
 class JourneyConversionsClient:
     """An async client of JourneyConversionsService.
 
-    Every call has a deadline (``timeout`` seconds, retries included), sends the tenant as
-    ``x-tenant-id`` metadata when one is set, retries UNAVAILABLE with exponential backoff and
-    jitter when repeating it is safe (reads, and writes carrying their idempotency key), and
-    raises ``JourneyConversionsError`` on failure. Use it as an async context manager, or call
-    ``close()``::
+    Every call has a deadline (``timeout`` seconds, retries included), sends the API key as
+    ``authorization: Bearer <key>`` (the server takes the tenant from it), retries UNAVAILABLE
+    with exponential backoff and jitter when repeating it is safe (reads, and writes carrying
+    their idempotency key), and raises ``JourneyConversionsError`` on failure. ``tls`` makes the
+    channel TLS (with a client certificate: mutual TLS). ``tenant_id`` sends ``x-tenant-id``,
+    which only a server in local development mode (``--auth dev``) reads. Use it as an async
+    context manager, or call ``close()``::
 
-        async with JourneyConversionsClient("127.0.0.1:50051", tenant_id="acme") as client:
+        async with JourneyConversionsClient(
+            "conversions.internal:50051", api_key=os.environ["JC_API_KEY"],
+            tls=TlsSettings(ca_file="ca.pem"),
+        ) as client:
             response = await client.get_journey(GetJourneyRequest(journey_id="welcome"))
     """
 
@@ -61,6 +69,8 @@ class JourneyConversionsClient:
         self,
         target: str | grpc.aio.Channel,
         *,
+        api_key: str | None = None,
+        tls: TlsSettings | None = None,
         tenant_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
@@ -68,17 +78,23 @@ class JourneyConversionsClient:
         on_retry: Callable[[RetryEvent], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        """``target`` is "host:port" (a plaintext channel the client owns and closes) or a
-        channel the caller made and closes."""
+        """``target`` is "host:port" (a channel the client owns and closes: TLS with ``tls``,
+        else plaintext) or a channel the caller made and closes."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if isinstance(target, str):
-            self._channel = grpc.aio.insecure_channel(target, options=list(channel_options))
+            if tls is not None:
+                self._channel = grpc.aio.secure_channel(
+                    target, tls.credentials(), options=[*channel_options, *tls.options()]
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(target, options=list(channel_options))
             self._owns_channel = True
         else:
             self._channel = target
             self._owns_channel = False
         self._stub = JourneyConversionsServiceStub(self._channel)
+        self.api_key = api_key
         self.tenant_id = tenant_id
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
@@ -90,10 +106,14 @@ class JourneyConversionsClient:
         """The channel the calls go through."""
         return self._channel
 
-    def with_tenant(self, tenant_id: str | None) -> JourneyConversionsClient:
-        """A client for another tenant that shares this client's channel (and does not close it)."""
+    def with_tenant(
+        self, tenant_id: str | None = None, *, api_key: str | None = None
+    ) -> JourneyConversionsClient:
+        """A client for another tenant (its API key; or, in development mode, its id) that
+        shares this client's channel (and does not close it)."""
         return JourneyConversionsClient(
             self._channel,
+            api_key=api_key,
             tenant_id=tenant_id,
             timeout=self.timeout,
             retry=self.retry,
@@ -382,7 +402,12 @@ class JourneyConversionsClient:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((TENANT_HEADER, self.tenant_id),) if self.tenant_id else ()
+        metadata: list[tuple[str, str]] = []
+        if self.api_key:
+            metadata.append((AUTHORIZATION_HEADER, f"Bearer {self.api_key}"))
+        if self.tenant_id:
+            metadata.append((TENANT_HEADER, self.tenant_id))
+        return tuple(metadata)
 
     async def _unary(
         self,
