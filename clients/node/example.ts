@@ -1,6 +1,11 @@
-// Records a touchpoint and prints a journey's report. Run: JC_TARGET=host:port npm run example
+// Defines a journey, records a touchpoint and prints the journey's report. Run:
+//   JC_TARGET=host:port JC_API_KEY=jck_... npm run example
+// JC_API_KEY: the API key (sent as "authorization: Bearer <key>"); unset against a server in
+// development mode, which takes the tenant from JC_TENANT_ID (x-tenant-id; "default" unset).
+// JC_TLS_CA: the CA file that verifies the server's certificate: TLS instead of plaintext;
+// JC_TLS_CERT and JC_TLS_KEY: a client certificate and its key, for mutual TLS.
 import type { ServiceError } from "@grpc/grpc-js";
-import { call, connect, errorDetails } from "./src";
+import { type CallSettings, call, connect, errorDetails, tlsSettingsFromEnv } from "./src";
 import { TouchpointAction } from "./src/gen/journeys/conversions/v1/events";
 import { Channel } from "./src/gen/journeys/conversions/v1/journey";
 import {
@@ -10,8 +15,12 @@ import {
 } from "./src/gen/journeys/conversions/v1/service";
 
 async function main(): Promise<void> {
-  const client = connect(process.env.JC_TARGET ?? "127.0.0.1:50051");
-  const settings = { tenantId: "default", timeoutMs: 5_000 };
+  const client = connect(process.env.JC_TARGET ?? "127.0.0.1:50051", { tls: tlsSettingsFromEnv() });
+  const settings: CallSettings = {
+    apiKey: process.env.JC_API_KEY || undefined,
+    tenantId: process.env.JC_TENANT_ID || undefined,
+    timeoutMs: 5_000,
+  };
   try {
     await call(client.defineJourney.bind(client), DefineJourneyRequest.fromPartial({
       requestId: "example-define-welcome",

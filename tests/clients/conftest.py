@@ -1,6 +1,7 @@
 """Fixtures of the client tests: a client of the live server with a tenant of its own, the
-check that decides whether a missing Node or Go toolchain skips a test or fails it, and a
-way to run a command without blocking the event loop the server shares."""
+check that decides whether a missing Node or Go toolchain skips a test or fails it, a way to
+run a command without blocking the event loop the server shares, and servers that check API
+keys over TLS and mutual TLS with test certificates (tests/certs.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
 
+from journey_conversions import config as config_module
+from journey_conversions.server import App, build
 from journey_conversions_client import JourneyConversionsClient
+from tests import certs
+from tests.conftest import KEYED_SERVER
 
 
 @pytest.fixture
@@ -35,6 +40,11 @@ def require_tools() -> Callable[..., None]:
     return _require_tools
 
 
+def require(*tools: str) -> None:
+    """`require_tools`, for module-scoped fixtures."""
+    _require_tools(*tools)
+
+
 def _require_tools(*tools: str) -> None:
     """Each tool is a command on PATH, or an absolute path that must exist."""
     missing = [
@@ -54,27 +64,94 @@ def _require_tools(*tools: str) -> None:
 RunCommand = Callable[..., Awaitable[tuple[int, str]]]
 
 
+async def run_process(
+    *argv: str, cwd: Path, env: Mapping[str, str], limit: float = 900
+) -> tuple[int, str]:
+    """Runs a command without blocking the event loop the server shares; gives back its exit
+    status and its output. Its environment is this one's without the clients' JC_* settings,
+    plus `env`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("JC_")}
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env={**inherited, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    code = proc.returncode if proc.returncode is not None else -1
+    return code, out.decode(errors="replace")
+
+
 @pytest.fixture
 def run_command(service_target: str) -> RunCommand:
-    """Runs a command in a directory with JC_TARGET set to the live server, without blocking
-    the event loop the server shares; gives back its exit status and its output."""
+    """Runs a command in a directory with JC_TARGET set to the live server (development mode),
+    without blocking the event loop the server shares; gives back its exit status and its
+    output."""
 
     async def run(*argv: str, cwd: Path, limit: float = 900) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env={**os.environ, "JC_TARGET": service_target},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), limit)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        code = proc.returncode if proc.returncode is not None else -1
-        return code, out.decode(errors="replace")
+        return await run_process(*argv, cwd=cwd, env={"JC_TARGET": service_target}, limit=limit)
 
     return run
+
+
+# The tenant and scope the test client certificate names (its URI SANs).
+CERT_TENANT = "cert-tenant"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with a CA (test-ca.pem), a server certificate for localhost and 127.0.0.1
+    (server.pem, server-key.pem) and a client certificate of CERT_TENANT with the admin scope
+    (client.pem, client-key.pem), all made with openssl."""
+    directory = tmp_path_factory.mktemp("client-pki")
+    ca = certs.make_ca(directory)
+    certs.server_pair(ca, directory)
+    pair = certs.client_pair(ca, directory, CERT_TENANT, "admin")
+    pair.cert.rename(directory / "client.pem")
+    pair.key.rename(directory / "client-key.pem")
+    return directory
+
+
+async def _tls_server(database_url: str, pki: Path, mutual: bool) -> App:
+    flags = [*KEYED_SERVER, "--tls-cert", str(pki / "server.pem")]
+    flags += ["--tls-key", str(pki / "server-key.pem")]
+    if mutual:
+        flags += ["--tls-client-ca", str(pki / "test-ca.pem")]
+    return await build(config_module.from_values(flags), database_url, "127.0.0.1:0")
+
+
+@pytest.fixture
+async def tls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
+    """A server that checks API keys, over TLS (the server's certificate only)."""
+    running = await _tls_server(database_url, pki, mutual=False)
+    yield running
+    await running.stop(grace=1)
+
+
+@pytest.fixture
+async def mtls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
+    """A server that checks API keys or client certificates signed by the test CA (mutual
+    TLS: a client without a certificate fails the handshake)."""
+    running = await _tls_server(database_url, pki, mutual=True)
+    yield running
+    await running.stop(grace=1)
+
+
+def tls_env(pki: Path, *, client_certificate: bool = False) -> dict[str, str]:
+    """The clients' TLS settings (JC_TLS_*) for the test CA, and its client certificate."""
+    env = {"JC_TLS_CA": str(pki / "test-ca.pem")}
+    if client_certificate:
+        env |= {"JC_TLS_CERT": str(pki / "client.pem"), "JC_TLS_KEY": str(pki / "client-key.pem")}
+    return env
+
+
+def unique_tenant(prefix: str) -> str:
+    """A tenant name of its own for a key, so the figures read back are one test's alone."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

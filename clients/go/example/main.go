@@ -1,6 +1,12 @@
-// Command example records a touchpoint and prints a journey's report:
+// Command example defines a journey, records a touchpoint and prints the journey's report:
 //
-//	JC_TARGET=127.0.0.1:50051 ./offline-go run ./example
+//	JC_TARGET=127.0.0.1:50051 JC_API_KEY=jck_... ./offline-go run ./example
+//
+// JC_API_KEY is the API key, sent with every call as "authorization: Bearer <key>" by the
+// per-RPC credentials of package jcauth; unset against a server in development mode, which
+// takes the tenant from JC_TENANT_ID (x-tenant-id metadata; "default" when unset).
+// JC_TLS_CA (the CA file that verifies the server) makes the channel TLS, and JC_TLS_CERT and
+// JC_TLS_KEY (a client certificate and its key) mutual TLS.
 package main
 
 import (
@@ -17,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	conversionsv1 "journeyconversions/gen/journeys/conversions/v1"
+	"journeyconversions/jcauth"
 )
 
 func main() {
@@ -24,18 +31,43 @@ func main() {
 	if target == "" {
 		target = "127.0.0.1:50051"
 	}
-	conn, err := grpc.Dial(target, grpc.WithInsecure())
+	// Plaintext or TLS, and the API key with every call (see package jcauth).
+	opts, err := jcauth.ConfigFromEnv().DialOptions()
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.Dial(target, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer conn.Close()
 	client := conversionsv1.NewJourneyConversionsServiceClient(conn)
 
-	// Every call: a deadline, and the tenant as x-tenant-id metadata.
+	// Every call: a deadline, and in development mode the tenant as x-tenant-id metadata.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, "x-tenant-id", "default")
+	if tenant := os.Getenv("JC_TENANT_ID"); tenant != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-tenant-id", tenant)
+	}
 
+	_, err = client.DefineJourney(ctx, &conversionsv1.DefineJourneyRequest{
+		RequestId: "example-define-welcome",
+		Journey: &conversionsv1.Journey{
+			JourneyId:   "welcome",
+			DisplayName: "Welcome series",
+			Versions: []*conversionsv1.JourneyVersion{{
+				Version: 1,
+				Messages: []*conversionsv1.JourneyMessage{{
+					MessageId: "welcome-1",
+					Channel:   conversionsv1.Channel_CHANNEL_EMAIL,
+				}},
+			}},
+		},
+	})
+	if err != nil {
+		st := status.Convert(err)
+		log.Fatalf("DefineJourney: %v %s %v", st.Code(), st.Message(), st.Details())
+	}
 	_, err = client.RecordTouchpoint(ctx, &conversionsv1.RecordTouchpointRequest{
 		Touchpoint: &conversionsv1.Touchpoint{
 			EventId:   fmt.Sprintf("example-delivered-%d", time.Now().UnixNano()),

@@ -2,6 +2,10 @@
 // It is skipped unless JC_TARGET names the server (host:port), for example:
 //
 //	JC_TARGET=127.0.0.1:50051 ./offline-go test -count=1 ./livetest
+//
+// Against a server that checks API keys, JC_API_KEY is the key (its tenant should be empty);
+// JC_TLS_CA, JC_TLS_CERT and JC_TLS_KEY make the channel TLS (jcauth.ConfigFromEnv). Without a
+// key or client certificate (development mode) each test uses a tenant of its own.
 package livetest
 
 import (
@@ -19,27 +23,36 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	conversionsv1 "journeyconversions/gen/journeys/conversions/v1"
+	"journeyconversions/jcauth"
 )
 
 const callTimeout = 10 * time.Second
 
-// dial connects to JC_TARGET and returns a client and a context carrying a tenant of its own,
-// so the figures read back are this test's alone.
+// dial connects to JC_TARGET with the key and TLS settings of the environment and returns a
+// client and a context with a deadline; in development mode (no key, no client certificate)
+// the context carries a tenant of its own, so the figures read back are this test's alone.
 func dial(t *testing.T) (conversionsv1.JourneyConversionsServiceClient, context.Context) {
 	t.Helper()
 	target := os.Getenv("JC_TARGET")
 	if target == "" {
 		t.Skip("JC_TARGET is not set: no server to test against")
 	}
-	conn, err := grpc.Dial(target, grpc.WithInsecure())
+	config := jcauth.ConfigFromEnv()
+	opts, err := config.DialOptions()
+	if err != nil {
+		t.Fatalf("dial options: %v", err)
+	}
+	conn, err := grpc.Dial(target, opts...)
 	if err != nil {
 		t.Fatalf("dial %s: %v", target, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	tenant := fmt.Sprintf("go-live-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	t.Cleanup(cancel)
-	ctx = metadata.AppendToOutgoingContext(ctx, "x-tenant-id", tenant)
+	if !config.Identified() {
+		tenant := fmt.Sprintf("go-live-%d", time.Now().UnixNano())
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-tenant-id", tenant)
+	}
 	return conversionsv1.NewJourneyConversionsServiceClient(conn), ctx
 }
 

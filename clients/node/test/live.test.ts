@@ -1,9 +1,12 @@
 // Drives a running server through the generated TypeScript client. Skipped unless JC_TARGET
 // names it (host:port): JC_TARGET=127.0.0.1:50051 npm test
+// Against a server that checks API keys, JC_API_KEY is the key (its tenant should be empty);
+// otherwise (development mode) the test uses a tenant of its own through x-tenant-id.
+// JC_TLS_CA, JC_TLS_CERT and JC_TLS_KEY make it connect over TLS (see tlsSettingsFromEnv).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { call, connect, errorDetails } from "../src";
+import { type CallSettings, call, connect, errorDetails, tlsSettingsFromEnv } from "../src";
 import { OutcomeStatus } from "../src/gen/journeys/conversions/v1/conversions";
 import { TouchpointAction } from "../src/gen/journeys/conversions/v1/events";
 import { Channel, GoalEventType } from "../src/gen/journeys/conversions/v1/journey";
@@ -22,11 +25,16 @@ const skip = target === "" ? "JC_TARGET is not set: no server to test against" :
 
 describe("journey-conversions over @grpc/grpc-js", { skip }, () => {
   let client: JourneyConversionsServiceClient;
-  // A tenant of its own, so the report's figures are this test's alone.
-  const settings = { tenantId: `node-live-${Date.now()}`, timeoutMs: 10_000 };
+  const apiKey = process.env.JC_API_KEY || undefined;
+  const tls = tlsSettingsFromEnv();
+  // The key's (or client certificate's) tenant; in development mode a tenant of its own, so
+  // the report's figures are this test's alone.
+  const settings: CallSettings = apiKey || tls?.certFile
+    ? { apiKey, timeoutMs: 10_000 }
+    : { tenantId: `node-live-${Date.now()}`, timeoutMs: 10_000 };
 
   before(() => {
-    client = connect(target);
+    client = connect(target, { tls });
   });
   after(() => {
     client?.close();
