@@ -14,7 +14,8 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from journey_conversions import metrics
+from journey_conversions import db_watch, metrics
+from journey_conversions.admission import Admission
 from journey_conversions.auth import Authenticator, Metadata, authorize
 from journey_conversions.clock import Bounds, TimePolicy, utc_now
 from journey_conversions.db import unavailable
@@ -47,6 +48,7 @@ class HasCallSettings:
     """Mixed into the servicer: what `rpc` needs to build a Call."""
 
     authenticator: Authenticator
+    admission: Admission
     time_policy: TimePolicy
 
 
@@ -110,6 +112,8 @@ async def _fail(
         _finish(method, started, grpc.StatusCode.INTERNAL, repr(error))
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     else:
+        if known.reason == "DATABASE_UNAVAILABLE":
+            db_watch.notice_unavailable()  # health follows at once, not at the next probe
         _finish(method, started, known.code, known.reason)
         status = to_grpc_status(known)
         await context.abort(status.code, status.details, status.trailing_metadata)
@@ -130,7 +134,8 @@ def rpc(
         started = time.perf_counter()
         try:
             call = await _begin(self, context, method, _request_key(request))
-            response = await work(self, request, call)
+            async with self.admission.call(call.tenant_id, context.time_remaining()):
+                response = await work(self, request, call)
         except Exception as error:
             await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)
@@ -153,8 +158,9 @@ def stream_rpc(
         started = time.perf_counter()
         try:
             call = await _begin(self, context, method, "")
-            async for item in work(self, request, call):
-                yield item
+            with self.admission.stream(call.tenant_id):
+                async for item in work(self, request, call):
+                    yield item
         except Exception as error:
             await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from journey_conversions.admission import Limits
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -28,6 +30,7 @@ class Config:
     insecure_dev_auth_on_network: bool
     key_recheck_seconds: float
     reflection: bool
+    limits: Limits
     tls_cert: Path | None  # PEM certificate chain; None: plaintext
     tls_key: Path | None
     tls_client_ca: Path | None  # PEM CA bundle: clients must present a certificate it signed
@@ -61,6 +64,10 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("--default-tenant", "JC_DEFAULT_TENANT", "default", "--auth dev: tenant without x-tenant-id"),
     ("--key-recheck-seconds", "JC_KEY_RECHECK_SECONDS", "2", "revoked keys fail within this"),
     ("--reflection", "JC_REFLECTION", "auto", "on, off, or auto (on with --auth dev only)"),
+    ("--max-in-flight", "JC_MAX_IN_FLIGHT", "64", "unary calls running at once, overall"),
+    ("--max-in-flight-per-tenant", "JC_MAX_IN_FLIGHT_PER_TENANT", "32", "and per tenant"),
+    ("--max-queue-seconds", "JC_MAX_QUEUE_SECONDS", "1", "longest wait for a call slot"),
+    ("--max-streams-per-tenant", "JC_MAX_STREAMS_PER_TENANT", "8", "open event streams"),
     ("--tls-cert", "JC_TLS_CERT", "", "PEM certificate chain: serve TLS"),
     ("--tls-key", "JC_TLS_KEY", "", "PEM private key of --tls-cert"),
     ("--tls-client-ca", "JC_TLS_CLIENT_CA", "", "PEM CA: require client certificates it signed"),
@@ -114,8 +121,21 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         reflection={"on": True, "off": False, "auto": auth == "dev"}[
             _choice("reflection", values["reflection"], ("on", "off", "auto"))
         ],
+        limits=_limits(values),
         **_tls(values),
     )
+
+
+def _limits(values: Mapping[str, str]) -> Limits:
+    try:
+        return Limits(
+            in_flight=int(values["max_in_flight"]),
+            in_flight_per_tenant=int(values["max_in_flight_per_tenant"]),
+            queue_seconds=float(values["max_queue_seconds"]),
+            streams_per_tenant=int(values["max_streams_per_tenant"]),
+        )
+    except ValueError as error:
+        raise ConfigError(f"limits: {error}") from None
 
 
 def _tls(values: Mapping[str, str]) -> dict[str, Path | None]:

@@ -16,6 +16,9 @@ EVENTS = Counter(
     "Events written, by kind (touchpoint, goal_event, enrollment) and result",
     ["kind", "result"],
 )
+REJECTED = Counter(
+    "jc_overload_rejections_total", "Calls refused RESOURCE_EXHAUSTED by a limit", ["limit"]
+)
 POOL_IN_USE = Gauge("jc_db_pool_connections_in_use", "Database connections checked out")
 POOL_SIZE = Gauge("jc_db_pool_connections", "Database connections open")
 

@@ -15,9 +15,11 @@ from grpc_reflection.v1alpha import reflection
 from journeys.conversions.v1 import service_pb2
 
 from journey_conversions import db, logs, metrics
+from journey_conversions.admission import Admission
 from journey_conversions.auth import Authenticator, DevelopmentAuthenticator, KeyAuthenticator
 from journey_conversions.clock import TimePolicy
 from journey_conversions.config import Config, ConfigError
+from journey_conversions.db_watch import DatabaseWatch
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
 from journey_conversions.notifier import Notifier
@@ -36,10 +38,12 @@ class App:
     health: HealthServicer
     pool: asyncpg.Pool
     notifier: Notifier
+    watch: DatabaseWatch  # health NOT_SERVING while the database is out of reach
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING first, then in-flight calls get `grace` seconds, then the pool
         closes."""
+        await self.watch.stop()  # never SERVING again, and off the pool before it closes
         await self.health.enter_graceful_shutdown()
         self.servicer.stopping.set()  # conversion-event streams end cleanly
         await self.server.stop(grace)
@@ -63,6 +67,7 @@ async def build(config: Config, database_url: str, listen: str | None = None) ->
         TimePolicy(config.allowed_lateness, config.max_clock_skew),
         authenticator(config, pool),
         notifier,
+        Admission(config.limits),
     )
     add_service(servicer, server)  # bad request bytes: INVALID_ARGUMENT, not UNKNOWN
     health = HealthServicer()
@@ -80,7 +85,9 @@ async def build(config: Config, database_url: str, listen: str | None = None) ->
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(server, port, servicer, health, pool, notifier)
+    watch = DatabaseWatch(pool, health, ("", SERVICE_NAME))
+    watch.start()
+    return App(server, port, servicer, health, pool, notifier, watch)
 
 
 def _add_port(server: grpc.aio.Server, listen: str, config: Config) -> int:

@@ -10,6 +10,7 @@ import asyncpg
 from google.protobuf.message import Message
 
 from journey_conversions import db, parse
+from journey_conversions.admission import DEFAULT_LIMITS, Admission
 from journey_conversions.auth import Authenticator
 from journey_conversions.calls import Call, HasCallSettings
 from journey_conversions.clock import Bounds, TimePolicy
@@ -45,10 +46,12 @@ class ServicerBase(HasCallSettings):
         time_policy: TimePolicy,
         authenticator: Authenticator,
         notifier: Notifier,
+        admission: Admission | None = None,
     ) -> None:
         self.pool = pool
         self.time_policy = time_policy
         self.authenticator = authenticator
+        self.admission = admission if admission is not None else Admission(DEFAULT_LIMITS)
         self.notifier = notifier
         self.stopping = asyncio.Event()
 

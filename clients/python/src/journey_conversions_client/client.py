@@ -32,6 +32,7 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds each call may take, retries included, unless the client or the call says otherwise."""
 TENANT_HEADER = "x-tenant-id"
 AUTHORIZATION_HEADER = "authorization"
+OVERLOADED = "OVERLOADED"  # the ErrorInfo reason of a call the server refused to start
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
@@ -53,7 +54,8 @@ class JourneyConversionsClient:
     Every call has a deadline (``timeout`` seconds, retries included), sends the API key as
     ``authorization: Bearer <key>`` (the server takes the tenant from it), retries UNAVAILABLE
     with exponential backoff and jitter when repeating it is safe (reads, and writes carrying
-    their idempotency key), and raises ``JourneyConversionsError`` on failure. ``tls`` makes the
+    their idempotency key) and RESOURCE_EXHAUSTED refusals of an overloaded server (which
+    started nothing), and raises ``JourneyConversionsError`` on failure. ``tls`` makes the
     channel TLS (with a client certificate: mutual TLS). ``tenant_id`` sends ``x-tenant-id``,
     which only a server in local development mode (``--auth dev``) reads. Use it as an async
     context manager, or call ``close()``::
@@ -409,6 +411,13 @@ class JourneyConversionsClient:
             metadata.append((TENANT_HEADER, self.tenant_id))
         return tuple(metadata)
 
+    def _may_retry(self, error: JourneyConversionsError, repeatable: bool) -> bool:
+        """Whether trying again is useful and safe: a retryable code on a repeatable call, or
+        a refusal by which the server says it started nothing."""
+        if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == OVERLOADED:
+            return self.retry.retry_overloaded
+        return repeatable and error.code in self.retry.retryable_codes
+
     async def _unary(
         self,
         name: str,
@@ -432,11 +441,7 @@ class JourneyConversionsClient:
                 return await method(request, timeout=remaining, metadata=metadata)
             except grpc.aio.AioRpcError as rpc_error:
                 error = JourneyConversionsError.from_rpc_error(rpc_error, attempts=attempt)
-                if not (
-                    retryable
-                    and rpc_error.code() in self.retry.retryable_codes
-                    and attempt < self.retry.max_attempts
-                ):
+                if not (self._may_retry(error, retryable) and attempt < self.retry.max_attempts):
                     raise error from rpc_error
                 delay = self.retry.backoff(attempt, self._rng)
                 if loop.time() + delay >= deadline:

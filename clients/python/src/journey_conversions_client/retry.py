@@ -1,4 +1,5 @@
-"""Retry policy: exponential backoff with full jitter, for UNAVAILABLE only."""
+"""Retry policy: exponential backoff with full jitter, for UNAVAILABLE (when repeating the call
+is safe) and for RESOURCE_EXHAUSTED that says the server did nothing (reason OVERLOADED)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ class RetryPolicy:
     A call is retried only when it failed with one of ``retryable_codes`` (UNAVAILABLE: the
     server could not reach its database, or the server could not be reached) and it is safe to
     repeat: reads, and writes that carry an idempotency key (request_id, event_id,
-    enrollment_id). The n-th retry waits a random time between 0 and
-    ``min(max_backoff, initial_backoff * multiplier ** (n - 1))`` seconds ("full jitter"), and
-    no retry starts after the call's deadline.
+    enrollment_id). With ``retry_overloaded``, a call refused RESOURCE_EXHAUSTED with the
+    reason OVERLOADED (the server was at its limit of calls in flight and started nothing) is
+    retried too, whatever it is. Other RESOURCE_EXHAUSTED errors (a message over the size
+    limit) are not: the same call would fail the same way. The n-th retry waits a random time
+    between 0 and ``min(max_backoff, initial_backoff * multiplier ** (n - 1))`` seconds ("full
+    jitter"), and no retry starts after the call's deadline.
     """
 
     max_attempts: int = 5
@@ -27,6 +31,7 @@ class RetryPolicy:
     retryable_codes: frozenset[grpc.StatusCode] = field(
         default=frozenset({grpc.StatusCode.UNAVAILABLE})
     )
+    retry_overloaded: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
