@@ -143,6 +143,14 @@ async def start(*args: str, env: Mapping[str, str] | None = None) -> Process:
     return process
 
 
+def serve_command(*args: str) -> tuple[str, ...]:
+    """The `journey-conversions` arguments of a server like `serve(*args)`'s (a free loopback
+    port, no metrics, development auth unless ARGS say --auth), for tests that start, kill and
+    restart servers themselves."""
+    auth = () if "--auth" in args else ("--auth", "dev")
+    return ("serve", "--listen", "127.0.0.1:0", "--metrics-listen", "", *auth, *args)
+
+
 @dataclass
 class Server:
     process: Process

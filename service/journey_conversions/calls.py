@@ -3,6 +3,7 @@ canonical log line, metrics, and the mapping of errors to precise gRPC statuses.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,6 +51,10 @@ class HasCallSettings:
     authenticator: Authenticator
     admission: Admission
     time_policy: TimePolicy
+    stopping: asyncio.Event  # set when shutdown begins: new calls are refused
+
+
+SHUTTING_DOWN = "SHUTTING_DOWN"
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> Metadata:
@@ -74,6 +79,12 @@ async def _begin(
 ) -> Call:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(method=method, request_id=key)
+    if owner.stopping.is_set():
+        raise ServiceError(
+            SHUTTING_DOWN,
+            "the server is shutting down and started nothing; retry (another replica answers)",
+            code=grpc.StatusCode.UNAVAILABLE,
+        )
     principal = await owner.authenticator.principal(_metadata(context), context.auth_context())
     structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, key_id=principal.key_id)
     authorize(principal, method)
@@ -86,6 +97,14 @@ def _as_service_error(error: BaseException) -> ServiceError | None:
     if isinstance(error, ServiceError):
         return error
     return unavailable(error)
+
+
+def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """Why grpc cancelled the handler: its deadline passed, or the client went away."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 def _finish(method: str, started: float, code: grpc.StatusCode, error: str = "") -> None:
@@ -136,6 +155,9 @@ def rpc(
             call = await _begin(self, context, method, _request_key(request))
             async with self.admission.call(call.tenant_id, context.time_remaining()):
                 response = await work(self, request, call)
+        except asyncio.CancelledError:
+            _finish(method, started, _cancelled_code(context))  # logged and counted, then gone
+            raise
         except Exception as error:
             await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)
@@ -161,6 +183,9 @@ def stream_rpc(
             with self.admission.stream(call.tenant_id):
                 async for item in work(self, request, call):
                     yield item
+        except asyncio.CancelledError:
+            _finish(method, started, _cancelled_code(context))
+            raise
         except Exception as error:
             await _fail(context, method, started, error)
         _finish(method, started, grpc.StatusCode.OK)

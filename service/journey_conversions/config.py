@@ -23,6 +23,7 @@ class Config:
     log_format: str  # "json", "console" or "auto" (console on a TTY)
     log_level: str
     grace_seconds: float
+    drain_seconds: float
     allowed_lateness: timedelta
     max_clock_skew: timedelta
     default_tenant: str
@@ -52,6 +53,12 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("--log-format", "JC_LOG_FORMAT", "auto", "json, console, or auto (console on a TTY)"),
     ("--log-level", "JC_LOG_LEVEL", "info", "debug, info, warning or error"),
     ("--grace-seconds", "JC_GRACE_SECONDS", "10", "time in-flight calls get on shutdown"),
+    (
+        "--drain-seconds",
+        "JC_DRAIN_SECONDS",
+        "1",
+        "of the grace: new calls refused, still listening",
+    ),
     ("--allowed-lateness-days", "JC_ALLOWED_LATENESS_DAYS", "30", "oldest event accepted, days"),
     ("--max-clock-skew-seconds", "JC_MAX_CLOCK_SKEW_SECONDS", "300", "future tolerance, seconds"),
     ("--auth", "JC_AUTH", "keys", "keys (API keys name the tenant) or dev (x-tenant-id does)"),
@@ -109,6 +116,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         log_format=values["log_format"],
         log_level=values["log_level"],
         grace_seconds=float(values["grace_seconds"]),
+        drain_seconds=float(values["drain_seconds"]),
         allowed_lateness=timedelta(days=float(values["allowed_lateness_days"])),
         max_clock_skew=timedelta(seconds=float(values["max_clock_skew_seconds"])),
         default_tenant=values["default_tenant"],

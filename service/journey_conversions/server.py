@@ -40,13 +40,19 @@ class App:
     notifier: Notifier
     watch: DatabaseWatch  # health NOT_SERVING while the database is out of reach
 
-    async def stop(self, grace: float) -> None:
-        """Health NOT_SERVING first, then in-flight calls get `grace` seconds, then the pool
-        closes."""
+    async def stop(self, grace: float, drain: float = 0.0) -> None:
+        """Health NOT_SERVING first; for `drain` seconds (within the grace) the server still
+        listens but answers new calls UNAVAILABLE (SHUTTING_DOWN), so that load balancers and
+        clients move away; then in-flight calls get the rest of `grace`, then the pool closes.
+        Without the drain, calls already queued in grpc when it stops listening end CANCELLED
+        (grpc/grpc#41785), which clients do not retry."""
         await self.watch.stop()  # never SERVING again, and off the pool before it closes
         await self.health.enter_graceful_shutdown()
-        self.servicer.stopping.set()  # conversion-event streams end cleanly
-        await self.server.stop(grace)
+        self.servicer.stopping.set()  # new calls refused, conversion-event streams end
+        drain = min(drain, grace)
+        if drain > 0:
+            await asyncio.sleep(drain)
+        await self.server.stop(grace - drain)
         await self.notifier.stop()
         await self.pool.close()
 
@@ -180,9 +186,11 @@ async def serve(config: Config) -> None:
             loop.add_signal_handler(signum, stop.set)
         watcher = asyncio.create_task(_watch_pool(app.pool))
         await stop.wait()
-        log.info("shutting down", grace_seconds=config.grace_seconds)
+        log.info(
+            "shutting down", grace_seconds=config.grace_seconds, drain_seconds=config.drain_seconds
+        )
         watcher.cancel()
-        await app.stop(config.grace_seconds)
+        await app.stop(config.grace_seconds, config.drain_seconds)
         log.info("stopped")
     finally:
         if embedded is not None:

@@ -226,3 +226,33 @@ class TestClientRetries:
                 await client.define_journey(huge)
         assert getattr(caught.value, "code", None) == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert retries == []
+
+
+class TestDraining:
+    async def test_a_draining_server_refuses_and_the_client_retries_elsewhere_or_later(
+        self, limited: App, limited_stub: Stub
+    ) -> None:
+        """While the server drains before stopping, every new call is refused UNAVAILABLE
+        (SHUTTING_DOWN) having done nothing, so the client retries it, idempotent or not."""
+        limited.servicer.stopping.set()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await limited_stub.ListJourneys(pb.ListJourneysRequest(), metadata=tenant("a"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_reason(caught.value) == "SHUTTING_DOWN"
+
+        retries: list[RetryEvent] = []
+        async with JourneyConversionsClient(
+            f"127.0.0.1:{limited.port}",
+            tenant_id="a",
+            timeout=20,
+            retry=RetryPolicy(max_attempts=50, initial_backoff=0.05, max_backoff=0.2),
+            on_retry=retries.append,
+        ) as client:
+            # No request_id: not idempotent, yet retried, since the server started nothing.
+            defined = asyncio.ensure_future(
+                client.define_journey(define_journey("k", [message("m1")], goal("ORDER_PLACED")))
+            )
+            await until(lambda: len(retries) >= 2)
+            limited.servicer.stopping.clear()  # (a stand-in for another replica answering)
+            await defined
+        assert {r.error.reason for r in retries} == {"SHUTTING_DOWN"}

@@ -32,7 +32,9 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds each call may take, retries included, unless the client or the call says otherwise."""
 TENANT_HEADER = "x-tenant-id"
 AUTHORIZATION_HEADER = "authorization"
-OVERLOADED = "OVERLOADED"  # the ErrorInfo reason of a call the server refused to start
+# ErrorInfo reasons of calls the server refused before starting anything.
+OVERLOADED = "OVERLOADED"  # RESOURCE_EXHAUSTED: at its limit of calls in flight
+SHUTTING_DOWN = "SHUTTING_DOWN"  # UNAVAILABLE: draining before it stops
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
@@ -416,6 +418,8 @@ class JourneyConversionsClient:
         a refusal by which the server says it started nothing."""
         if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == OVERLOADED:
             return self.retry.retry_overloaded
+        if error.reason == SHUTTING_DOWN:  # refused before anything started: safe for any call
+            return error.code in self.retry.retryable_codes
         return repeatable and error.code in self.retry.retryable_codes
 
     async def _unary(

@@ -16,7 +16,8 @@ class RetryPolicy:
     A call is retried only when it failed with one of ``retryable_codes`` (UNAVAILABLE: the
     server could not reach its database, or the server could not be reached) and it is safe to
     repeat: reads, and writes that carry an idempotency key (request_id, event_id,
-    enrollment_id). With ``retry_overloaded``, a call refused RESOURCE_EXHAUSTED with the
+    enrollment_id), or any call refused UNAVAILABLE with the reason SHUTTING_DOWN (a draining
+    server started nothing). With ``retry_overloaded``, a call refused RESOURCE_EXHAUSTED with the
     reason OVERLOADED (the server was at its limit of calls in flight and started nothing) is
     retried too, whatever it is. Other RESOURCE_EXHAUSTED errors (a message over the size
     limit) are not: the same call would fail the same way. The n-th retry waits a random time
