@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.keys import create_key
+
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SERVICE = "journeys.conversions.v1.JourneyConversionsService"
 
@@ -159,3 +161,33 @@ class TestHealth:
         result = await grpcurl("grpc.health.v1.Health/Check", data={"service": service})
         assert result.returncode == 0, result.stderr
         assert result.json() == {"status": "SERVING"}
+
+
+class TestWithAKey:
+    """Against a server checking keys (reflection off), as the README shows: the key in a
+    header, the contract from the proto files."""
+
+    ROOT = Path(__file__).resolve().parents[2]
+
+    async def run(self, target: str, *flags: str) -> Run:
+        argv = [str(GRPCURL), "-plaintext", "-max-time", "30", "-import-path"]
+        argv += [str(self.ROOT / "proto"), "-proto", "journeys/conversions/v1/service.proto"]
+        argv += [*flags, "-d", "{}", target, f"{SERVICE}/ListJourneys"]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode is not None
+        return Run(proc.returncode, out.decode(), err.decode())
+
+    async def test_a_key_in_a_header_with_the_protos(
+        self, keyed_app: Any, database_url: str
+    ) -> None:
+        target = f"127.0.0.1:{keyed_app.port}"
+        _, token = await create_key(database_url, "acme")
+        allowed = await self.run(target, "-H", f"authorization: Bearer {token}")
+        assert allowed.returncode == 0, allowed.stderr
+        assert allowed.json() == {}
+        refused = await self.run(target)
+        assert refused.returncode != 0
+        assert "Unauthenticated" in refused.stderr
