@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bench import report
+from bench import report, soak
 from bench.tenant import TenantSpec, load_tenant
 
 TINY = TenantSpec(journeys=3, enrollments=200, touchpoints=2000, goal_events=100, seed=7)
@@ -62,3 +62,10 @@ async def test_tiny_tenant_loads_rebuilds_and_reports(
         assert naive.p99 >= naive.p50 > 0
         assert ours.figures["active"] > 0
         assert naive.figures["active"] > 0
+
+
+async def test_soak_runs_and_sees_only_ok_or_overloaded(postgres_url: str) -> None:
+    soaked = await soak.soak(postgres_url, seconds=1, clients=4)
+    assert soaked.codes["OK"] > 0
+    assert set(soaked.codes) <= {"OK", "RESOURCE_EXHAUSTED (OVERLOADED)"}
+    assert len(soaked.rss_mib) >= 2 and all(mib > 0 for _, mib in soaked.rss_mib)
