@@ -35,8 +35,7 @@ class IngestRpcs(ServicerBase):
             return await record(conn, call.tenant_id, items, call.horizon)
 
         results = await db.transaction(self.pool, work)
-        for status, count in Counter(r.status for r in results).items():
-            metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
+        _count(kind, results)
         return results
 
     async def _record_batch(
@@ -97,15 +96,22 @@ class IngestRpcs(ServicerBase):
         self, request: pb.RecordGoalEventRequest, call: Call
     ) -> pb.RecordGoalEventResponse:
         event = parse_required("goal_event", request.goal_event, parse.goal_event, call.bounds)
-        (result,) = await self._record(call, "goal_event", [event], ingest.record_goal_events)
+
+        async def work(
+            conn: asyncpg.Connection,
+        ) -> tuple[ingest.ItemResult, domain.Outcome | None]:
+            """The event and its outcome in one transaction: the outcome read is the one
+            this write (or the first write of this id) committed with."""
+            (result,) = await ingest.record_goal_events(conn, call.tenant_id, [event], call.horizon)
+            if result.error is not None:
+                return result, None
+            return result, await queries.stored_outcome(conn, call.tenant_id, event.event_id)
+
+        result, outcome = await db.transaction(self.pool, work)
+        _count("goal_event", [result])
         if result.error is not None:
             raise under("goal_event", result.error)
         response = pb.RecordGoalEventResponse(goal_event=render.goal_event(event))
-
-        async def read_outcome(conn: asyncpg.Connection) -> domain.Outcome | None:
-            return await queries.stored_outcome(conn, call.tenant_id, event.event_id)
-
-        outcome = await db.transaction(self.pool, read_outcome)
         if outcome is not None:
             response.outcome.CopyFrom(render.outcome(outcome))
         return response
@@ -123,6 +129,11 @@ class IngestRpcs(ServicerBase):
             ingest.record_goal_events,
         )
         return pb.BatchRecordGoalEventsResponse(results=results)
+
+
+def _count(kind: str, results: Sequence[ingest.ItemResult]) -> None:
+    for status, count in Counter(r.status for r in results).items():
+        metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
 
 
 def _under(prefix: str, result: ingest.ItemResult) -> ingest.ItemResult:
