@@ -162,6 +162,34 @@ async def keyed_stub(keyed_app: App) -> AsyncIterator[Stub]:
         yield service_pb2_grpc.JourneyConversionsServiceStub(opened)
 
 
+async def tls_server(database_url: str, pki: Path, mutual: bool) -> App:
+    """A keyed server over TLS with pki's server.pem; with `mutual`, clients need a
+    certificate signed by pki's test-ca.pem (tests/certs.py makes them)."""
+    flags = [*KEYED_SERVER, "--tls-cert", str(pki / "server.pem")]
+    flags += ["--tls-key", str(pki / "server-key.pem")]
+    if mutual:
+        flags += ["--tls-client-ca", str(pki / "test-ca.pem")]
+    return await build(config_module.from_values(flags), database_url, "127.0.0.1:0")
+
+
+@pytest.fixture
+async def tls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
+    """A server that checks API keys, over TLS (the server's certificate only); `pki` is the
+    directory of certificates a test module or directory provides."""
+    running = await tls_server(database_url, pki, mutual=False)
+    yield running
+    await running.stop(grace=1)
+
+
+@pytest.fixture
+async def mtls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
+    """A server that checks API keys or client certificates signed by the test CA (mutual
+    TLS: a client without a certificate fails the handshake)."""
+    running = await tls_server(database_url, pki, mutual=True)
+    yield running
+    await running.stop(grace=1)
+
+
 @pytest.fixture
 def service_target(app: App) -> str:
     return f"127.0.0.1:{app.port}"

@@ -46,6 +46,8 @@ METHOD_SCOPES: dict[str, Scope] = {
     "GetJourneyReport": Scope.READ,
     "EnterJourney": Scope.WRITE,
     "ExitJourney": Scope.WRITE,
+    "BatchEnterJourney": Scope.WRITE,
+    "BatchExitJourney": Scope.WRITE,
     "RecordTouchpoint": Scope.WRITE,
     "BatchRecordTouchpoints": Scope.WRITE,
     "RecordGoalEvent": Scope.WRITE,

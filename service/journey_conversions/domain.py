@@ -208,6 +208,15 @@ class Enrollment:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollmentExit:
+    """The end of an enrollment, as ExitJourney and BatchExitJourney carry it."""
+
+    enrollment_id: str
+    exit_time: datetime
+    exit_reason: ExitReason
+
+
+@dataclass(frozen=True, slots=True)
 class Touchpoint:
     event_id: str
     contact_id: str

@@ -13,7 +13,7 @@ LATENCY = Histogram(
 )
 EVENTS = Counter(
     "jc_events_total",
-    "Events written, by kind (touchpoint, goal_event, enrollment) and result",
+    "Events written, by kind (touchpoint, goal_event, enrollment, exit) and result",
     ["kind", "result"],
 )
 REJECTED = Counter(

@@ -148,8 +148,14 @@ class Task:
     name: str
     after: tuple[str, ...]
     call: Call
-    batchable: str = ""  # "touchpoints" / "goal_events": may share a batch call
-    item: events_pb2.Touchpoint | events_pb2.GoalEvent | None = None
+    batchable: str = ""  # "touchpoints", "goal_events", "enrollments", "exits": may share a batch
+    item: (
+        events_pb2.Touchpoint
+        | events_pb2.GoalEvent
+        | events_pb2.Enrollment
+        | events_pb2.EnrollmentExit
+        | None
+    ) = None
 
 
 def _define_journey(world: World, journey_id: str, change: int) -> Call:
@@ -210,17 +216,27 @@ def _define_conversion(world: World, journey_id: str, index: int) -> Call:
     return call
 
 
-def _enter(e: Enrollment) -> Call:
-    request = pb.EnterJourneyRequest(
-        enrollment=events_pb2.Enrollment(
-            enrollment_id=e.enrollment_id,
-            contact_id=e.contact_id,
-            journey_id=e.journey_id,
-            version=e.version,
-            enter_time=ts(e.enter_time),
-            holdout=e.holdout,
-        )
+def enrollment_pb(e: Enrollment) -> events_pb2.Enrollment:
+    return events_pb2.Enrollment(
+        enrollment_id=e.enrollment_id,
+        contact_id=e.contact_id,
+        journey_id=e.journey_id,
+        version=e.version,
+        enter_time=ts(e.enter_time),
+        holdout=e.holdout,
     )
+
+
+def exit_pb(e: Enrollment, when: datetime) -> events_pb2.EnrollmentExit:
+    return events_pb2.EnrollmentExit(
+        enrollment_id=e.enrollment_id,
+        exit_time=ts(when),
+        exit_reason=events_pb2.EXIT_REASON_COMPLETED,
+    )
+
+
+def _enter(e: Enrollment) -> Call:
+    request = pb.EnterJourneyRequest(enrollment=enrollment_pb(e))
 
     async def call(stub: Stub, md: Metadata) -> None:
         await stub.EnterJourney(request, metadata=md)
@@ -283,9 +299,13 @@ def tasks_of(world: World) -> list[Task]:
             tasks.append(Task(f"conversion:{rule.conversion_id}", defined, convert))
     for e in world.enrollments:
         entered = (f"enter:{e.enrollment_id}",)
-        tasks.append(Task(entered[0], (f"define:{e.journey_id}:0",), _enter(e)))
+        defined = (f"define:{e.journey_id}:0",)
+        tasks.append(Task(entered[0], defined, _enter(e), "enrollments", enrollment_pb(e)))
         if e.exit_time is not None:
-            tasks.append(Task(f"exit:{e.enrollment_id}", entered, _exit(e, e.exit_time)))
+            ending = exit_pb(e, e.exit_time)
+            tasks.append(
+                Task(f"exit:{e.enrollment_id}", entered, _exit(e, e.exit_time), "exits", ending)
+            )
     for m in world.marks:
         needs = (f"enter:{m.enrollment_id}", f"conversion:{m.conversion_id}")
         tasks.append(Task(f"mark:{m.event_id}", needs, _mark(m)))
@@ -341,6 +361,16 @@ async def _batch(stub: Stub, md: Metadata, kind: str, group: list[Task]) -> None
             pb.BatchRecordTouchpointsRequest(touchpoints=touchpoints), metadata=md
         )
         results = list(response.results)
+    elif kind == "enrollments":
+        enrollments = [t.item for t in group if isinstance(t.item, events_pb2.Enrollment)]
+        entered = await stub.BatchEnterJourney(
+            pb.BatchEnterJourneyRequest(enrollments=enrollments), metadata=md
+        )
+        results = list(entered.results)
+    elif kind == "exits":
+        exits = [t.item for t in group if isinstance(t.item, events_pb2.EnrollmentExit)]
+        exited = await stub.BatchExitJourney(pb.BatchExitJourneyRequest(exits=exits), metadata=md)
+        results = list(exited.results)
     else:
         goal_events = [t.item for t in group if isinstance(t.item, events_pb2.GoalEvent)]
         goals = await stub.BatchRecordGoalEvents(

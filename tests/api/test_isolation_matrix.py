@@ -7,8 +7,8 @@ twice: naming B's ids (B_IDS), and naming ids that exist in no tenant (ABSENT_ID
 proves, for every RPC:
 
 - A never gets B's data: a read answers NOT_FOUND or an empty result; a write naming B's
-  journey or enrollment answers NOT_FOUND; a write reusing B's event ids or idempotency keys
-  records A's own data;
+  journey or enrollment answers NOT_FOUND (a batch: each item REJECTED NOT_FOUND); a write
+  reusing B's event ids or idempotency keys records A's own data;
 - A cannot even tell that B's ids exist: the reply to B's ids equals the reply to absent ids
   (status code, message and error details with their ErrorInfo reason, or the response) once
   the ids are swapped;
@@ -177,7 +177,12 @@ class Expect:
 
 
 def _items(reply: Reply) -> list[events_pb2.ItemResult]:
-    batches = (pb.BatchRecordTouchpointsResponse, pb.BatchRecordGoalEventsResponse)
+    batches = (
+        pb.BatchRecordTouchpointsResponse,
+        pb.BatchRecordGoalEventsResponse,
+        pb.BatchEnterJourneyResponse,
+        pb.BatchExitJourneyResponse,
+    )
     return [item for m in reply.messages if isinstance(m, batches) for item in m.results]
 
 
@@ -370,6 +375,35 @@ CASES: tuple[Case, ...] = (
         "ExitJourney",
         NOT_FOUND,
         lambda s, i, m: s.ExitJourney(exit_(i.enrollment, ago(hours=1)), metadata=m),
+    ),
+    Case(
+        "BatchEnterJourney",
+        ITEMS_NOT_FOUND,
+        lambda s, i, m: s.BatchEnterJourney(
+            pb.BatchEnterJourneyRequest(
+                enrollments=[
+                    enter(i.enrollment, i.contact, i.journey, ago(hours=5)).enrollment,
+                    enter(f"{i.enrollment}-2", i.contact, i.journey, ago(hours=4)).enrollment,
+                ]
+            ),
+            metadata=m,
+        ),
+    ),
+    Case(
+        "BatchExitJourney",
+        ITEMS_NOT_FOUND,
+        lambda s, i, m: s.BatchExitJourney(
+            pb.BatchExitJourneyRequest(
+                exits=[
+                    events_pb2.EnrollmentExit(
+                        enrollment_id=i.enrollment,
+                        exit_time=ago(hours=1),
+                        exit_reason=events_pb2.EXIT_REASON_REMOVED,
+                    )
+                ]
+            ),
+            metadata=m,
+        ),
     ),
     Case(
         "RecordTouchpoint",

@@ -5,16 +5,14 @@ without a verified certificate or key nothing gets in."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import config as config_module
 from journey_conversions.keys import Scope
-from journey_conversions.server import App, build
+from journey_conversions.server import App
 from journey_conversions_client import (
     NO_RETRY,
     JourneyConversionsClient,
@@ -23,7 +21,6 @@ from journey_conversions_client import (
 )
 from tests import certs
 from tests.builders import define_journey, goal, message
-from tests.conftest import KEYED_SERVER
 from tests.keys import create_key
 
 
@@ -40,28 +37,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     stranger = certs.make_ca(directory, "stranger-ca")
     certs.issue(stranger, directory, "stranger", ["URI:urn:journey-conversions:tenant:acme"])
     return directory
-
-
-async def tls_server(database_url: str, pki: Path, mutual: bool) -> App:
-    flags = [*KEYED_SERVER, "--tls-cert", str(pki / "server.pem")]
-    flags += ["--tls-key", str(pki / "server-key.pem")]
-    if mutual:
-        flags += ["--tls-client-ca", str(pki / "test-ca.pem")]
-    return await build(config_module.from_values(flags), database_url, "127.0.0.1:0")
-
-
-@pytest.fixture
-async def tls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
-    app = await tls_server(database_url, pki, mutual=False)
-    yield app
-    await app.stop(grace=1)
-
-
-@pytest.fixture
-async def mtls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
-    app = await tls_server(database_url, pki, mutual=True)
-    yield app
-    await app.stop(grace=1)
 
 
 def settings(pki: Path, client: str | None = None, ca: str = "test-ca") -> TlsSettings:

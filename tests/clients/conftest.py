@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from journey_conversions import config as config_module
-from journey_conversions.server import App, build
 from journey_conversions_client import JourneyConversionsClient
 from tests import certs
-from tests.conftest import KEYED_SERVER
 
 
 @pytest.fixture
@@ -117,31 +114,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pair.cert.rename(directory / "client.pem")
     pair.key.rename(directory / "client-key.pem")
     return directory
-
-
-async def _tls_server(database_url: str, pki: Path, mutual: bool) -> App:
-    flags = [*KEYED_SERVER, "--tls-cert", str(pki / "server.pem")]
-    flags += ["--tls-key", str(pki / "server-key.pem")]
-    if mutual:
-        flags += ["--tls-client-ca", str(pki / "test-ca.pem")]
-    return await build(config_module.from_values(flags), database_url, "127.0.0.1:0")
-
-
-@pytest.fixture
-async def tls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
-    """A server that checks API keys, over TLS (the server's certificate only)."""
-    running = await _tls_server(database_url, pki, mutual=False)
-    yield running
-    await running.stop(grace=1)
-
-
-@pytest.fixture
-async def mtls_app(database_url: str, pki: Path) -> AsyncIterator[App]:
-    """A server that checks API keys or client certificates signed by the test CA (mutual
-    TLS: a client without a certificate fails the handshake)."""
-    running = await _tls_server(database_url, pki, mutual=True)
-    yield running
-    await running.stop(grace=1)
 
 
 def tls_env(pki: Path, *, client_certificate: bool = False) -> dict[str, str]:

@@ -367,12 +367,91 @@ class TestBatching:
         assert [(r.index, r.event_id) for r in results] == [(i, f"goal-{i}") for i in range(5)]
         assert {r.status for r in results} == {events_pb2.ITEM_STATUS_ACCEPTED}
 
+    async def test_enrollments_and_exits_are_sent_in_batches_with_global_indices(
+        self, recorded: tuple[grpc.aio.Channel, RecordingInterceptor], tenant_id: str
+    ) -> None:
+        channel, interceptor = recorded
+        client = JourneyConversionsClient(channel, tenant_id=tenant_id)
+        await define(client, "audience-journey")
+        entered = ts(datetime.now(UTC) - timedelta(hours=2))
+        enrollments = [
+            events_pb2.Enrollment(
+                enrollment_id=f"audience-{i}",
+                contact_id=f"contact-{i}" if i != 4 else "",
+                journey_id="audience-journey" if i != 5 else "no-such-journey",
+                version=1,
+                enter_time=entered,
+            )
+            for i in range(7)
+        ]
+
+        results = await client.enter_journeys(enrollments, batch_size=3)
+
+        sizes = [
+            len(c.request.enrollments)  # type: ignore[attr-defined]
+            for c in interceptor.named("BatchEnterJourney")
+        ]
+        assert sizes == [3, 3, 1]
+        assert [(r.index, r.event_id) for r in results] == [(i, f"audience-{i}") for i in range(7)]
+        statuses = [r.status for r in results]
+        assert statuses == [events_pb2.ITEM_STATUS_ACCEPTED] * 4 + [
+            events_pb2.ITEM_STATUS_REJECTED,
+            events_pb2.ITEM_STATUS_REJECTED,
+            events_pb2.ITEM_STATUS_ACCEPTED,
+        ]
+        # Renumbered into the whole list: the bad item is the second of the second batch.
+        assert [v.field for v in results[4].error.field_violations] == ["enrollments[4].contact_id"]
+        assert (results[5].error.code, results[5].error.reason) == (
+            "NOT_FOUND",
+            "JOURNEY_NOT_FOUND",
+        )
+
+        # Sending the list again is safe: what was stored comes back DUPLICATE.
+        again = await client.enter_journeys(enrollments)
+        assert len(interceptor.named("BatchEnterJourney")) == 4
+        assert [r.status for r in again] == [
+            events_pb2.ITEM_STATUS_DUPLICATE if s == events_pb2.ITEM_STATUS_ACCEPTED else s
+            for s in statuses
+        ]
+
+        ended = ts(datetime.now(UTC) - timedelta(hours=1))
+        exits = [
+            events_pb2.EnrollmentExit(
+                enrollment_id=f"audience-{i}",
+                exit_time=ended,
+                exit_reason=events_pb2.EXIT_REASON_COMPLETED,
+            )
+            for i in (0, 3, 4, 6)
+        ]
+        exited = await client.exit_journeys(exits, batch_size=2)
+        assert len(interceptor.named("BatchExitJourney")) == 2
+        assert [(r.index, r.event_id, r.status) for r in exited] == [
+            (0, "audience-0", events_pb2.ITEM_STATUS_ACCEPTED),
+            (1, "audience-3", events_pb2.ITEM_STATUS_ACCEPTED),
+            (2, "audience-4", events_pb2.ITEM_STATUS_REJECTED),
+            (3, "audience-6", events_pb2.ITEM_STATUS_ACCEPTED),
+        ]
+        assert exited[2].error.reason == "ENROLLMENT_NOT_FOUND"
+        got = await client.get_enrollment(
+            service_pb2.GetEnrollmentRequest(enrollment_id="audience-3")
+        )
+        assert got.enrollment.exit_time == ended
+        again_exited = await client.exit_journeys(exits, batch_size=1000)
+        assert [r.status for r in again_exited] == [
+            events_pb2.ITEM_STATUS_DUPLICATE,
+            events_pb2.ITEM_STATUS_DUPLICATE,
+            events_pb2.ITEM_STATUS_REJECTED,
+            events_pb2.ITEM_STATUS_DUPLICATE,
+        ]
+
     async def test_an_empty_list_makes_no_call(
         self, recorded: tuple[grpc.aio.Channel, RecordingInterceptor]
     ) -> None:
         channel, interceptor = recorded
         client = JourneyConversionsClient(channel)
         assert await client.record_touchpoints([]) == []
+        assert await client.enter_journeys([]) == []
+        assert await client.exit_journeys([]) == []
         assert interceptor.calls == []
 
 
@@ -412,6 +491,40 @@ class TestRetries:
                 )
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
         assert caught.value.attempts == 3
+
+    async def test_enrollment_batches_are_retried_only_when_every_item_has_its_id(
+        self,
+    ) -> None:
+        policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+        now = ts(datetime.now(UTC))
+
+        def entry(enrollment_id: str) -> events_pb2.Enrollment:
+            return events_pb2.Enrollment(
+                enrollment_id=enrollment_id, contact_id="c", journey_id="j", enter_time=now
+            )
+
+        def exit_(enrollment_id: str) -> events_pb2.EnrollmentExit:
+            return events_pb2.EnrollmentExit(
+                enrollment_id=enrollment_id,
+                exit_time=now,
+                exit_reason=events_pb2.EXIT_REASON_COMPLETED,
+            )
+
+        async with JourneyConversionsClient(
+            f"127.0.0.1:{closed_port()}", retry=policy, timeout=30
+        ) as client:
+            attempts = []
+            for call in (
+                client.enter_journeys([entry("e1"), entry("e2")]),
+                client.enter_journeys([entry("e1"), entry("")]),
+                client.exit_journeys([exit_("e1"), exit_("e2")]),
+                client.exit_journeys([exit_(""), exit_("e2")]),
+            ):
+                with pytest.raises(JourneyConversionsError) as caught:
+                    await call
+                assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+                attempts.append(caught.value.attempts)
+        assert attempts == [3, 1, 3, 1]
 
     async def test_a_write_without_an_idempotency_key_is_not_retried(self) -> None:
         policy = RetryPolicy(max_attempts=5, initial_backoff=0.01, max_backoff=0.02)

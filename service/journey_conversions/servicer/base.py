@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
+from journeys.conversions.v1 import events_pb2
 
-from journey_conversions import db, parse
+from journey_conversions import db, metrics, parse, render
 from journey_conversions.admission import DEFAULT_LIMITS, Admission
 from journey_conversions.auth import Authenticator
 from journey_conversions.calls import Call, HasCallSettings
 from journey_conversions.clock import Bounds, TimePolicy
-from journey_conversions.errors import ServiceError
+from journey_conversions.errors import InvalidArgument, ServiceError, under
 from journey_conversions.notifier import Notifier
-from journey_conversions.store import requests
+from journey_conversions.store import ingest, requests
 
 Resp = TypeVar("Resp", bound=Message)
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Message)
+
+
+def count_events(kind: str, results: Sequence[ingest.ItemResult]) -> None:
+    """jc_events_total: the items a write took, by kind and result."""
+    for status, count in Counter(r.status for r in results).items():
+        metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
 
 
 def parse_required(
@@ -35,6 +43,39 @@ def parse_required(
     checker.raise_if_any()
     assert parsed is not None
     return parsed
+
+
+async def answer_batch(
+    call: Call,
+    field: str,
+    items: Sequence[_M],
+    key: Callable[[_M], str],
+    parse_item: Callable[[parse.Checker, _M, Bounds], _T | None],
+    write: Callable[[list[_T]], Awaitable[list[ingest.ItemResult]]],
+) -> list[events_pb2.ItemResult]:
+    """A batch RPC's answer: each item parsed on its own (its violations named
+    `field[index].name`), the valid ones written together by `write` (one result each, in
+    order), and one ItemResult per item in request order, `key` giving its event_id: a bad
+    item does not sink the batch. An empty or oversized batch is INVALID_ARGUMENT."""
+    checker = parse.Checker()
+    checker.batch_size(field, len(items))
+    checker.raise_if_any()
+    results: dict[int, ingest.ItemResult] = {}
+    valid: list[tuple[int, _T]] = []
+    for index, item in enumerate(items):
+        item_checker = parse.Checker(f"{field}[{index}]")
+        parsed = parse_item(item_checker, item, call.bounds)
+        if parsed is None:
+            rejected = InvalidArgument(item_checker.violations)
+            results[index] = ingest.ItemResult(ingest.ItemStatus.REJECTED, rejected)
+        else:
+            valid.append((index, parsed))
+    if valid:
+        written = await write([v for _, v in valid])
+        for (index, _), result in zip(valid, written, strict=True):
+            error = result.error and under(f"{field}[{index}]", result.error)
+            results[index] = ingest.ItemResult(result.status, error)
+    return [render.item_result(i, key(item), results[i]) for i, item in enumerate(items)]
 
 
 class ServicerBase(HasCallSettings):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -11,11 +10,16 @@ import asyncpg
 from journeys.conversions.v1 import events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db, domain, metrics, parse, render
+from journey_conversions import db, domain, parse, render
 from journey_conversions.calls import Call, rpc
 from journey_conversions.clock import Bounds
-from journey_conversions.errors import InvalidArgument, under
-from journey_conversions.servicer.base import ServicerBase, parse_required
+from journey_conversions.errors import under
+from journey_conversions.servicer.base import (
+    ServicerBase,
+    answer_batch,
+    count_events,
+    parse_required,
+)
 from journey_conversions.store import ingest, queries
 
 _Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
@@ -35,7 +39,7 @@ class IngestRpcs(ServicerBase):
             return await record(conn, call.tenant_id, items, call.horizon)
 
         results = await db.transaction(self.pool, work)
-        _count(kind, results)
+        count_events(kind, results)
         return results
 
     async def _record_batch(
@@ -49,23 +53,11 @@ class IngestRpcs(ServicerBase):
     ) -> list[events_pb2.ItemResult]:
         """Parses each item on its own, writes the valid ones together, and answers for every
         item in request order: a bad item does not sink the batch."""
-        checker = parse.Checker()
-        checker.batch_size(field, len(items))
-        checker.raise_if_any()
-        results: dict[int, ingest.ItemResult] = {}
-        valid: list[tuple[int, _Item]] = []
-        for index, item in enumerate(items):
-            item_checker = parse.Checker(f"{field}[{index}]")
-            parsed = parse_item(item_checker, item, call.bounds)
-            if parsed is None:
-                results[index] = _rejected(item_checker)
-            else:
-                valid.append((index, parsed))
-        if valid:
-            written = await self._record(call, kind, [v for _, v in valid], record)
-            for (index, _), result in zip(valid, written, strict=True):
-                results[index] = _under(f"{field}[{index}]", result)
-        return [render.item_result(i, item.event_id, results[i]) for i, item in enumerate(items)]
+
+        async def write(parsed: list[_Item]) -> list[ingest.ItemResult]:
+            return await self._record(call, kind, parsed, record)
+
+        return await answer_batch(call, field, items, _event_id, parse_item, write)
 
     @rpc
     async def RecordTouchpoint(
@@ -108,7 +100,7 @@ class IngestRpcs(ServicerBase):
             return result, await queries.stored_outcome(conn, call.tenant_id, event.event_id)
 
         result, outcome = await db.transaction(self.pool, work)
-        _count("goal_event", [result])
+        count_events("goal_event", [result])
         if result.error is not None:
             raise under("goal_event", result.error)
         response = pb.RecordGoalEventResponse(goal_event=render.goal_event(event))
@@ -131,16 +123,5 @@ class IngestRpcs(ServicerBase):
         return pb.BatchRecordGoalEventsResponse(results=results)
 
 
-def _count(kind: str, results: Sequence[ingest.ItemResult]) -> None:
-    for status, count in Counter(r.status for r in results).items():
-        metrics.EVENTS.labels(kind, status.name.lower()).inc(count)
-
-
-def _under(prefix: str, result: ingest.ItemResult) -> ingest.ItemResult:
-    if result.error is None:
-        return result
-    return ingest.ItemResult(result.status, under(prefix, result.error))
-
-
-def _rejected(checker: parse.Checker) -> ingest.ItemResult:
-    return ingest.ItemResult(ingest.ItemStatus.REJECTED, InvalidArgument(checker.violations))
+def _event_id(item: events_pb2.Touchpoint | events_pb2.GoalEvent) -> str:
+    return item.event_id

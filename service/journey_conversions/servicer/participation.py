@@ -2,47 +2,133 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
 import asyncpg
+from journeys.conversions.v1 import events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db, domain, metrics, pagination, parse, render
+from journey_conversions import db, domain, pagination, parse, render
 from journey_conversions.calls import Call, rpc
-from journey_conversions.servicer.base import ServicerBase, parse_required
+from journey_conversions.servicer.base import (
+    ServicerBase,
+    answer_batch,
+    count_events,
+    parse_required,
+)
 from journey_conversions.store import ingest
+
+_Participation = TypeVar("_Participation", domain.Enrollment, domain.EnrollmentExit)
+_Writer = Callable[
+    [asyncpg.Connection, str, Sequence[_Participation], datetime],
+    Awaitable[list[ingest.ItemResult]],
+]
+
+
+def parse_exit(
+    checker: parse.Checker,
+    value: pb.ExitJourneyRequest | events_pb2.EnrollmentExit,
+    bounds: parse.TimeBounds,
+) -> domain.EnrollmentExit | None:
+    """The exit of ExitJourney, or of an item of BatchExitJourney."""
+    checker.identifier("enrollment_id", value.enrollment_id)
+    exit_time = checker.timestamp("exit_time", value, bounds)
+    reason = checker.enum("exit_reason", domain.ExitReason, value.exit_reason)
+    if checker.violations or exit_time is None or reason is None:
+        return None
+    return domain.EnrollmentExit(value.enrollment_id, exit_time, reason)
+
+
+def _enrollment_id(item: events_pb2.Enrollment | events_pb2.EnrollmentExit) -> str:
+    return item.enrollment_id
 
 
 class ParticipationRpcs(ServicerBase):
+    """EnterJourney and ExitJourney are batches of one: the batch RPCs share their store
+    functions (store.ingest.enter_enrollments and exit_enrollments), so an item of a batch
+    gets exactly what the unary call would have answered."""
+
+    async def _participate(
+        self,
+        call: Call,
+        kind: str,
+        items: list[_Participation],
+        write: _Writer[_Participation],
+    ) -> list[ingest.ItemResult]:
+        """Writes parsed entries or exits in one transaction; one result per item."""
+
+        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
+            return await write(conn, call.tenant_id, items, call.horizon)
+
+        results = await db.transaction(self.pool, work)
+        count_events(kind, results)
+        return results
+
+    async def _one(
+        self, call: Call, kind: str, item: _Participation, write: _Writer[_Participation]
+    ) -> events_pb2.Enrollment:
+        """The unary call: a batch of one whose rejection is the call's error, answered with
+        the enrollment as stored, read in the same transaction."""
+
+        async def work(
+            conn: asyncpg.Connection,
+        ) -> tuple[ingest.ItemResult, domain.Enrollment | None]:
+            (result,) = await write(conn, call.tenant_id, [item], call.horizon)
+            if result.error is not None:
+                return result, None
+            return result, await ingest.get_enrollment(conn, call.tenant_id, item.enrollment_id)
+
+        result, stored = await db.transaction(self.pool, work)
+        count_events(kind, [result])
+        if result.error is not None:
+            raise result.error
+        assert stored is not None
+        return render.enrollment(stored)
+
     @rpc
     async def EnterJourney(
         self, request: pb.EnterJourneyRequest, call: Call
     ) -> pb.EnterJourneyResponse:
         enrollment = parse_required("enrollment", request.enrollment, parse.enrollment, call.bounds)
+        stored = await self._one(call, "enrollment", enrollment, ingest.enter_enrollments)
+        return pb.EnterJourneyResponse(enrollment=stored)
 
-        async def work(conn: asyncpg.Connection) -> domain.Enrollment:
-            return await ingest.enter(conn, call.tenant_id, enrollment, call.horizon)
+    @rpc
+    async def BatchEnterJourney(
+        self, request: pb.BatchEnterJourneyRequest, call: Call
+    ) -> pb.BatchEnterJourneyResponse:
+        async def write(items: list[domain.Enrollment]) -> list[ingest.ItemResult]:
+            return await self._participate(call, "enrollment", items, ingest.enter_enrollments)
 
-        stored = await db.transaction(self.pool, work)
-        metrics.EVENTS.labels("enrollment", "accepted").inc()
-        return pb.EnterJourneyResponse(enrollment=render.enrollment(stored))
+        results = await answer_batch(
+            call, "enrollments", request.enrollments, _enrollment_id, parse.enrollment, write
+        )
+        return pb.BatchEnterJourneyResponse(results=results)
 
     @rpc
     async def ExitJourney(
         self, request: pb.ExitJourneyRequest, call: Call
     ) -> pb.ExitJourneyResponse:
         checker = parse.Checker()
-        checker.identifier("enrollment_id", request.enrollment_id)
-        exit_time = checker.timestamp("exit_time", request, call.bounds)
-        reason = checker.enum("exit_reason", domain.ExitReason, request.exit_reason)
+        exit_ = parse_exit(checker, request, call.bounds)
         checker.raise_if_any()
-        assert exit_time is not None and reason is not None
+        assert exit_ is not None
+        stored = await self._one(call, "exit", exit_, ingest.exit_enrollments)
+        return pb.ExitJourneyResponse(enrollment=stored)
 
-        async def work(conn: asyncpg.Connection) -> domain.Enrollment:
-            return await ingest.exit_enrollment(
-                conn, call.tenant_id, request.enrollment_id, exit_time, reason, call.horizon
-            )
+    @rpc
+    async def BatchExitJourney(
+        self, request: pb.BatchExitJourneyRequest, call: Call
+    ) -> pb.BatchExitJourneyResponse:
+        async def write(items: list[domain.EnrollmentExit]) -> list[ingest.ItemResult]:
+            return await self._participate(call, "exit", items, ingest.exit_enrollments)
 
-        stored = await db.transaction(self.pool, work)
-        return pb.ExitJourneyResponse(enrollment=render.enrollment(stored))
+        results = await answer_batch(
+            call, "exits", request.exits, _enrollment_id, parse_exit, write
+        )
+        return pb.BatchExitJourneyResponse(results=results)
 
     @rpc
     async def GetEnrollment(

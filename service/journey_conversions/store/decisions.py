@@ -128,20 +128,27 @@ async def contacts_with_goal_events(
     return sorted(r["contact_id"] for r in rows)
 
 
-async def has_events_since(
-    conn: asyncpg.Connection, tenant_id: str, contact_id: str, since: datetime
-) -> bool:
-    """Whether an entry or exit at `since` can change anything: only goal events and step
-    marks from then on depend on participation."""
-    found = await conn.fetchval(
-        "select exists (select 1 from goal_events where tenant_id = $1 and contact_id = $2"
-        " and occur_time >= $3) or exists (select 1 from step_marks where tenant_id = $1"
-        " and contact_id = $2 and mark_time >= $3)",
+async def contacts_with_events_since(
+    conn: asyncpg.Connection, tenant_id: str, changes: Iterable[tuple[str, datetime]]
+) -> list[str]:
+    """The contacts whose entries or exits (contact, time) can change anything: those with a
+    goal event or step mark at or after the time (only those depend on participation)."""
+    earliest: dict[str, datetime] = {}
+    for contact, when in changes:
+        earliest[contact] = min(when, earliest.get(contact, when))
+    if not earliest:
+        return []
+    contacts = sorted(earliest)
+    rows = await conn.fetch(
+        "select x.c from unnest($2::text[], $3::timestamptz[]) as x(c, t)"
+        " where exists (select 1 from goal_events where tenant_id = $1 and contact_id = x.c"
+        " and occur_time >= x.t) or exists (select 1 from step_marks where tenant_id = $1"
+        " and contact_id = x.c and mark_time >= x.t)",
         tenant_id,
-        contact_id,
-        since,
+        contacts,
+        [earliest[c] for c in contacts],
     )
-    return bool(found)
+    return sorted(r["c"] for r in rows)
 
 
 async def contacts_with_awards(

@@ -330,87 +330,210 @@ async def list_enrollments(
     return [codec.enrollment(r) for r in rows]
 
 
-async def enter(
-    conn: asyncpg.Connection, tenant_id: str, new: domain.Enrollment, horizon: datetime
-) -> domain.Enrollment:
-    exists = await conn.fetchval(
-        "select true from journey_versions where tenant_id = $1 and journey_id = $2"
-        " and version = $3",
-        tenant_id,
-        new.journey_id,
-        new.version,
-    )
-    if not exists:
-        if await catalog.load_journey(conn, tenant_id, new.journey_id) is None:
-            raise catalog.journey_not_found(new.journey_id)
-        raise NotFound(
-            "VERSION_NOT_FOUND", f"journey {new.journey_id!r} has no version {new.version}"
-        )
-    await lock_contacts(conn, tenant_id, [new.contact_id])
-    inserted = await conn.fetchval(
-        "insert into enrollments (tenant_id, enrollment_id, contact_id, journey_id, version,"
-        " enter_time, holdout) values ($1, $2, $3, $4, $5, $6, $7)"
-        " on conflict (tenant_id, enrollment_id) do nothing returning true",
-        tenant_id,
-        new.enrollment_id,
-        new.contact_id,
-        new.journey_id,
-        new.version,
-        new.enter_time,
-        new.holdout,
-    )
-    stored = await get_enrollment(conn, tenant_id, new.enrollment_id)
-    assert stored is not None
-    if not inserted:
-        first = replace(stored, exit_time=None, exit_reason=domain.ExitReason.UNSPECIFIED)
-        if first != new:
-            raise idempotency_conflict("enrollment", new.enrollment_id)
-        return stored
-    # Touchpoints may have arrived before the entry that they belong to.
-    await facts.recompute(conn, tenant_id, [new.enrollment_id], new=True)
-    if await decisions.has_events_since(conn, tenant_id, new.contact_id, new.enter_time):
-        await decisions.redecide(conn, tenant_id, [new.contact_id], horizon)
-    return stored
+def _version_not_found(journey_id: str, version: int) -> NotFound:
+    return NotFound("VERSION_NOT_FOUND", f"journey {journey_id!r} has no version {version}")
 
 
-async def exit_enrollment(
+async def _check_versions(
+    conn: asyncpg.Connection, tenant_id: str, items: Sequence[domain.Enrollment]
+) -> dict[tuple[str, int], ServiceError]:
+    """Entries must name a defined journey version: the error of each (journey, version) that
+    is not, in one round trip."""
+    pairs = sorted({(e.journey_id, e.version) for e in items})
+    if not pairs:
+        return {}
+    errors: dict[tuple[str, int], ServiceError] = {}
+    for row in await conn.fetch(
+        "select k.j, k.v,"
+        " exists (select 1 from journeys where tenant_id = $1 and journey_id = k.j) as journey,"
+        " exists (select 1 from journey_versions where tenant_id = $1 and journey_id = k.j"
+        " and version = k.v) as version"
+        " from unnest($2::text[], $3::int[]) as k(j, v)",
+        tenant_id,
+        [j for j, _ in pairs],
+        [v for _, v in pairs],
+    ):
+        if not row["journey"]:
+            errors[(row["j"], row["v"])] = catalog.journey_not_found(row["j"])
+        elif not row["version"]:
+            errors[(row["j"], row["v"])] = _version_not_found(row["j"], row["v"])
+    return errors
+
+
+def _as_entered(stored: domain.Enrollment) -> domain.Enrollment:
+    """What EnterJourney sent for a stored enrollment: its exit is not part of the entry."""
+    return replace(stored, exit_time=None, exit_reason=domain.ExitReason.UNSPECIFIED)
+
+
+async def enter_enrollments(
     conn: asyncpg.Connection,
     tenant_id: str,
-    enrollment_id: str,
-    exit_time: datetime,
-    reason: domain.ExitReason,
+    items: Sequence[domain.Enrollment],
     horizon: datetime,
-) -> domain.Enrollment:
-    found = await get_enrollment(conn, tenant_id, enrollment_id)
-    if found is None:
-        raise enrollment_not_found(enrollment_id)
-    await lock_contacts(conn, tenant_id, [found.contact_id])
-    current = await get_enrollment(conn, tenant_id, enrollment_id)
-    assert current is not None
-    if current.exit_time is not None:
-        if current.exit_time == exit_time and current.exit_reason == reason:
-            return current
-        raise AlreadyExists(
-            "ENROLLMENT_ALREADY_EXITED",
-            f"enrollment {enrollment_id!r} already exited at {current.exit_time.isoformat()}",
+) -> list[ItemResult]:
+    """Records entries (EnterJourney is a batch of one); one result per item, in order.
+
+    The items are judged in order, as if entered one by one: an unknown journey or version is
+    NOT_FOUND; an enrollment_id already entered (before, or by an earlier item) is a duplicate
+    when the entry is the same, and an idempotency conflict otherwise. A handful of statements
+    serve the whole batch: the version check, the contacts' locks, one insert, the report facts
+    of the new enrollments, and the re-decision of the contacts whose attribution they can
+    change.
+    """
+    errors = await _check_versions(conn, tenant_id, items)
+    # The first entry of each enrollment_id among the entries of known versions is the one
+    # that can be new; later ones repeat it, or conflict with it.
+    firsts: dict[str, int] = {}
+    for index, e in enumerate(items):
+        if (e.journey_id, e.version) not in errors:
+            firsts.setdefault(e.enrollment_id, index)
+    candidates = [items[i] for i in firsts.values()]
+    await lock_contacts(conn, tenant_id, (e.contact_id for e in candidates))
+    inserted = {
+        r["enrollment_id"]
+        for r in await conn.fetch(
+            "insert into enrollments (tenant_id, enrollment_id, contact_id, journey_id, version,"
+            " enter_time, holdout) select $1, * from unnest($2::text[], $3::text[], $4::text[],"
+            " $5::int[], $6::timestamptz[], $7::bool[])"
+            " on conflict (tenant_id, enrollment_id) do nothing returning enrollment_id",
+            tenant_id,
+            [e.enrollment_id for e in candidates],
+            [e.contact_id for e in candidates],
+            [e.journey_id for e in candidates],
+            [e.version for e in candidates],
+            [e.enter_time for e in candidates],
+            [e.holdout for e in candidates],
         )
-    if exit_time < current.enter_time:
-        raise FailedPrecondition(
-            "EXIT_BEFORE_ENTRY",
-            f"exit_time is before the enrollment's enter_time {current.enter_time.isoformat()}",
+    }
+    entered = {e.enrollment_id: e for e in candidates if e.enrollment_id in inserted}
+    repeated = [e.enrollment_id for e in candidates if e.enrollment_id not in inserted]
+    for row in await _enrollments(conn, tenant_id, repeated):
+        entered[row.enrollment_id] = _as_entered(row)
+    results: list[ItemResult] = []
+    for index, e in enumerate(items):
+        error = errors.get((e.journey_id, e.version))
+        if error is not None:
+            results.append(ItemResult(ItemStatus.REJECTED, error))
+        elif firsts[e.enrollment_id] == index and e.enrollment_id in inserted:
+            results.append(ACCEPTED)
+        elif entered[e.enrollment_id] == e:
+            results.append(DUPLICATE)
+        else:
+            results.append(
+                ItemResult(ItemStatus.REJECTED, idempotency_conflict("enrollment", e.enrollment_id))
+            )
+    new = [e for e in candidates if e.enrollment_id in inserted]
+    if new:
+        # Touchpoints may have arrived before the entries that they belong to.
+        await facts.recompute(conn, tenant_id, [e.enrollment_id for e in new], new=True)
+        await _redecide_participation(
+            conn, tenant_id, [(e.contact_id, e.enter_time) for e in new], horizon
         )
-    await conn.execute(
-        "update enrollments set exit_time = $3, exit_reason = $4"
-        " where tenant_id = $1 and enrollment_id = $2",
+    return results
+
+
+async def _enrollments(
+    conn: asyncpg.Connection, tenant_id: str, enrollment_ids: Sequence[str]
+) -> list[domain.Enrollment]:
+    if not enrollment_ids:
+        return []
+    rows = await conn.fetch(
+        "select * from enrollments where tenant_id = $1 and enrollment_id = any($2::text[])",
         tenant_id,
-        enrollment_id,
-        exit_time,
-        int(reason),
+        list(enrollment_ids),
     )
-    # The exit can end the period that the first touches lay in.
-    await facts.recompute(conn, tenant_id, [enrollment_id])
-    if await decisions.has_events_since(conn, tenant_id, current.contact_id, exit_time):
-        await decisions.redecide(conn, tenant_id, [current.contact_id], horizon)
-    stored = await get_enrollment(conn, tenant_id, enrollment_id)
-    assert stored is not None
-    return stored
+    return [codec.enrollment(r) for r in rows]
+
+
+async def _redecide_participation(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    changes: Sequence[tuple[str, datetime]],
+    horizon: datetime,
+) -> None:
+    """Re-decides the contacts whose entries or exits (contact, time) can change a decision:
+    only goal events and step marks from then on depend on participation."""
+    contacts = await decisions.contacts_with_events_since(conn, tenant_id, changes)
+    await decisions.redecide(conn, tenant_id, contacts, horizon)
+
+
+def enrollment_already_exited(enrollment: domain.Enrollment) -> AlreadyExists:
+    assert enrollment.exit_time is not None
+    return AlreadyExists(
+        "ENROLLMENT_ALREADY_EXITED",
+        f"enrollment {enrollment.enrollment_id!r} already exited at"
+        f" {enrollment.exit_time.isoformat()}",
+    )
+
+
+async def exit_enrollments(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    items: Sequence[domain.EnrollmentExit],
+    horizon: datetime,
+) -> list[ItemResult]:
+    """Records exits (ExitJourney is a batch of one); one result per item, in order.
+
+    The items are judged in order, as if sent one by one, against the enrollments as stored
+    and as the earlier items left them: an unknown enrollment is NOT_FOUND; an ended one is a
+    duplicate for the same exit and ALREADY_EXISTS for another; an exit before the entry is
+    FAILED_PRECONDITION. The enrollments are read again under their contacts' locks, then
+    ended by one update, their report facts recomputed, and their contacts re-decided when
+    the exits can change a decision.
+    """
+    ids = sorted({x.enrollment_id for x in items})
+    contacts = await conn.fetch(
+        "select contact_id from enrollments where tenant_id = $1"
+        " and enrollment_id = any($2::text[])",
+        tenant_id,
+        ids,
+    )
+    await lock_contacts(conn, tenant_id, (r["contact_id"] for r in contacts))
+    current = {e.enrollment_id: e for e in await _enrollments(conn, tenant_id, ids)}
+    ended: dict[str, domain.Enrollment] = {}
+    results: list[ItemResult] = []
+    for x in items:
+        found = current.get(x.enrollment_id)
+        if found is None:
+            results.append(ItemResult(ItemStatus.REJECTED, enrollment_not_found(x.enrollment_id)))
+        elif found.exit_time is not None:
+            if (found.exit_time, found.exit_reason) == (x.exit_time, x.exit_reason):
+                results.append(DUPLICATE)
+            else:
+                results.append(ItemResult(ItemStatus.REJECTED, enrollment_already_exited(found)))
+        elif x.exit_time < found.enter_time:
+            results.append(
+                ItemResult(
+                    ItemStatus.REJECTED,
+                    FailedPrecondition(
+                        "EXIT_BEFORE_ENTRY",
+                        "exit_time is before the enrollment's enter_time"
+                        f" {found.enter_time.isoformat()}",
+                    ),
+                )
+            )
+        else:
+            current[x.enrollment_id] = ended[x.enrollment_id] = replace(
+                found, exit_time=x.exit_time, exit_reason=x.exit_reason
+            )
+            results.append(ACCEPTED)
+    if ended:
+        exits = list(ended.values())
+        await conn.execute(
+            "update enrollments e set exit_time = x.t, exit_reason = x.r"
+            " from unnest($2::text[], $3::timestamptz[], $4::smallint[]) as x(id, t, r)"
+            " where e.tenant_id = $1 and e.enrollment_id = x.id",
+            tenant_id,
+            [e.enrollment_id for e in exits],
+            [e.exit_time for e in exits],
+            [int(e.exit_reason) for e in exits],
+        )
+        # The exits can end the periods that the first touches lay in.
+        await facts.recompute(conn, tenant_id, sorted(ended))
+        await _redecide_participation(
+            conn,
+            tenant_id,
+            [(e.contact_id, e.exit_time) for e in exits if e.exit_time is not None],
+            horizon,
+        )
+    return results

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -38,6 +38,7 @@ SHUTTING_DOWN = "SHUTTING_DOWN"  # UNAVAILABLE: draining before it stops
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
+_Item = TypeVar("_Item", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,75 @@ class JourneyConversionsClient:
             timeout=timeout,
         )
 
+    async def batch_enter_journey(
+        self, request: service_pb2.BatchEnterJourneyRequest, *, timeout: float | None = None
+    ) -> service_pb2.BatchEnterJourneyResponse:
+        """One BatchEnterJourney call (1 to 1000 items); retried only when every item has an
+        enrollment_id. See ``enter_journeys`` for lists of any length."""
+        return await self._unary(
+            "BatchEnterJourney",
+            self._stub.BatchEnterJourney,
+            request,
+            retryable=all(e.enrollment_id for e in request.enrollments),
+            timeout=timeout,
+        )
+
+    async def enter_journeys(
+        self,
+        enrollments: Sequence[events_pb2.Enrollment],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> list[events_pb2.ItemResult]:
+        """Enters any number of enrollments in BatchEnterJourney calls of ``batch_size`` (at
+        most 1000), one after the other, and returns one result per enrollment in the order
+        given, its ``index`` counting from the start of ``enrollments`` (its ``event_id`` is
+        the enrollment_id).
+
+        ``timeout`` applies to each batch call. When a call fails, the exception is raised and
+        the batches before it stay stored; sending the whole list again is safe, as the
+        enrollments already stored come back DUPLICATE.
+        """
+
+        async def send(batch: Sequence[events_pb2.Enrollment]) -> Sequence[events_pb2.ItemResult]:
+            request = service_pb2.BatchEnterJourneyRequest(enrollments=batch)
+            return (await self.batch_enter_journey(request, timeout=timeout)).results
+
+        return await _in_batches("BatchEnterJourney", enrollments, batch_size, send)
+
+    async def batch_exit_journey(
+        self, request: service_pb2.BatchExitJourneyRequest, *, timeout: float | None = None
+    ) -> service_pb2.BatchExitJourneyResponse:
+        """One BatchExitJourney call (1 to 1000 items); retried only when every item has an
+        enrollment_id (a repeated exit is a no-op). See ``exit_journeys`` for lists of any
+        length."""
+        return await self._unary(
+            "BatchExitJourney",
+            self._stub.BatchExitJourney,
+            request,
+            retryable=all(x.enrollment_id for x in request.exits),
+            timeout=timeout,
+        )
+
+    async def exit_journeys(
+        self,
+        exits: Sequence[events_pb2.EnrollmentExit],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> list[events_pb2.ItemResult]:
+        """Ends any number of enrollments in BatchExitJourney calls, as ``enter_journeys``
+        enters them: one result per exit, in the order given, indexed from the start of
+        ``exits``; sending the list again returns DUPLICATE for the exits already stored."""
+
+        async def send(
+            batch: Sequence[events_pb2.EnrollmentExit],
+        ) -> Sequence[events_pb2.ItemResult]:
+            request = service_pb2.BatchExitJourneyRequest(exits=batch)
+            return (await self.batch_exit_journey(request, timeout=timeout)).results
+
+        return await _in_batches("BatchExitJourney", exits, batch_size, send)
+
     async def get_enrollment(
         self, request: service_pb2.GetEnrollmentRequest, *, timeout: float | None = None
     ) -> service_pb2.GetEnrollmentResponse:
@@ -267,17 +337,12 @@ class JourneyConversionsClient:
         the batches before it stay recorded; sending the whole list again is safe, as the
         items already stored come back DUPLICATE.
         """
-        batches = split_batches(touchpoints, batch_size)
-        results: list[tuple[int, Sequence[events_pb2.ItemResult]]] = []
-        offset = 0
-        for batch in batches:
-            response = await self.batch_record_touchpoints(
-                service_pb2.BatchRecordTouchpointsRequest(touchpoints=batch), timeout=timeout
-            )
-            _check_batch_results("BatchRecordTouchpoints", response.results, len(batch))
-            results.append((offset, response.results))
-            offset += len(batch)
-        return merge_item_results(results)
+
+        async def send(batch: Sequence[events_pb2.Touchpoint]) -> Sequence[events_pb2.ItemResult]:
+            request = service_pb2.BatchRecordTouchpointsRequest(touchpoints=batch)
+            return (await self.batch_record_touchpoints(request, timeout=timeout)).results
+
+        return await _in_batches("BatchRecordTouchpoints", touchpoints, batch_size, send)
 
     async def record_goal_event(
         self, request: service_pb2.RecordGoalEventRequest, *, timeout: float | None = None
@@ -312,17 +377,12 @@ class JourneyConversionsClient:
         timeout: float | None = None,
     ) -> list[events_pb2.ItemResult]:
         """Records any number of goal events in batches, as ``record_touchpoints`` does."""
-        batches = split_batches(goal_events, batch_size)
-        results: list[tuple[int, Sequence[events_pb2.ItemResult]]] = []
-        offset = 0
-        for batch in batches:
-            response = await self.batch_record_goal_events(
-                service_pb2.BatchRecordGoalEventsRequest(goal_events=batch), timeout=timeout
-            )
-            _check_batch_results("BatchRecordGoalEvents", response.results, len(batch))
-            results.append((offset, response.results))
-            offset += len(batch)
-        return merge_item_results(results)
+
+        async def send(batch: Sequence[events_pb2.GoalEvent]) -> Sequence[events_pb2.ItemResult]:
+            request = service_pb2.BatchRecordGoalEventsRequest(goal_events=batch)
+            return (await self.batch_record_goal_events(request, timeout=timeout)).results
+
+        return await _in_batches("BatchRecordGoalEvents", goal_events, batch_size, send)
 
     # -- conversions and attribution ------------------------------------------------------------
 
@@ -453,6 +513,24 @@ class JourneyConversionsClient:
                 if self._on_retry is not None:
                     self._on_retry(RetryEvent(name, attempt, delay, error))
             await asyncio.sleep(delay)
+
+
+async def _in_batches(
+    method: str,
+    items: Sequence[_Item],
+    batch_size: int,
+    send: Callable[[Sequence[_Item]], Awaitable[Sequence[events_pb2.ItemResult]]],
+) -> list[events_pb2.ItemResult]:
+    """Sends ``items`` in consecutive batches of ``batch_size``, one call after the other, and
+    merges the results with indices into the whole list."""
+    results: list[tuple[int, Sequence[events_pb2.ItemResult]]] = []
+    offset = 0
+    for batch in split_batches(items, batch_size):
+        answered = await send(batch)
+        _check_batch_results(method, answered, len(batch))
+        results.append((offset, answered))
+        offset += len(batch)
+    return merge_item_results(results)
 
 
 def _check_batch_results(

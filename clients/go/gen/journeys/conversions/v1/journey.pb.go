@@ -349,7 +349,7 @@ type GoalCriterion struct {
 	ListIds []string `protobuf:"bytes,4,rep,name=list_ids,json=listIds,proto3" json:"list_ids,omitempty"`
 	// Message goal events: the messages of this journey, any of which meets the goal.
 	MessageIds []string `protobuf:"bytes,5,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
-	// WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'.
+	// WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'; at most 1000.
 	UrlPatterns []string `protobuf:"bytes,6,rep,name=url_patterns,json=urlPatterns,proto3" json:"url_patterns,omitempty"`
 	// FORM_SUBMITTED: the forms, any of which meets the goal.
 	FormIds []string `protobuf:"bytes,7,rep,name=form_ids,json=formIds,proto3" json:"form_ids,omitempty"`
@@ -457,7 +457,7 @@ type JourneyMessage struct {
 	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=journeys.conversions.v1.Channel" json:"channel,omitempty"`
 	// The step of the journey flow that sends the message.
 	StepId string `protobuf:"bytes,3,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
-	// The path (branch) of the journey flow the step sits on.
+	// The path (branch) of the journey flow the step sits on; at most 200 characters.
 	Path string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
 }
 
@@ -656,7 +656,7 @@ type Journey struct {
 	AttributionWindow *durationpb.Duration `protobuf:"bytes,5,opt,name=attribution_window,json=attributionWindow,proto3" json:"attribution_window,omitempty"`
 	// When true, opens flagged as machine-generated do not qualify for attribution.
 	ExcludeMachineOpens bool `protobuf:"varint,6,opt,name=exclude_machine_opens,json=excludeMachineOpens,proto3" json:"exclude_machine_opens,omitempty"`
-	// The versions of the journey, ascending.
+	// The versions of the journey, ascending; at most 1000, each with at most 1000 messages.
 	Versions []*JourneyVersion `protobuf:"bytes,7,rep,name=versions,proto3" json:"versions,omitempty"`
 	// Output only. Every goal the journey has had, oldest first.
 	GoalHistory []*GoalChange `protobuf:"bytes,8,rep,name=goal_history,json=goalHistory,proto3" json:"goal_history,omitempty"`

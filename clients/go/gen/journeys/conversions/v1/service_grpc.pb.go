@@ -41,6 +41,39 @@ type JourneyConversionsServiceClient interface {
 	// Errors: INVALID_ARGUMENT, NOT_FOUND (enrollment), FAILED_PRECONDITION (exit before the
 	// entry), ALREADY_EXISTS (the enrollment already exited otherwise).
 	ExitJourney(ctx context.Context, in *ExitJourneyRequest, opts ...grpc.CallOption) (*ExitJourneyResponse, error)
+	// Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+	// EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+	// being the item's enrollment_id:
+	//   - ACCEPTED: the enrollment is new and now stored;
+	//   - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+	//     earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+	//     returns DUPLICATE for every item it stored, so a batch is safe to retry;
+	//   - REJECTED with the status EnterJourney would have answered for the item alone:
+	//     INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+	//     or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+	//     (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+	//     stored, and it does not sink the other items.
+	//
+	// The items are judged in request order, as if sent one by one: a later item with the
+	// enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+	// commit together in one transaction, with the re-attribution of the contacts they can
+	// affect; the conversion-event stream gets the net change of the whole batch (an award that
+	// a later item of the same batch revokes is never emitted). Errors for the whole call, which
+	// store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+	BatchEnterJourney(ctx context.Context, in *BatchEnterJourneyRequest, opts ...grpc.CallOption) (*BatchEnterJourneyResponse, error)
+	// Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+	// as BatchEnterJourney (event_id is the item's enrollment_id):
+	//   - ACCEPTED: the enrollment was active and has now ended;
+	//   - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+	//     or by an earlier item of this batch; nothing changed;
+	//   - REJECTED with the status ExitJourney would have answered for the item alone:
+	//     INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+	//     FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+	//     ended otherwise).
+	//
+	// Items are judged in request order and commit together in one transaction, as in
+	// BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+	BatchExitJourney(ctx context.Context, in *BatchExitJourneyRequest, opts ...grpc.CallOption) (*BatchExitJourneyResponse, error)
 	// Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*GetEnrollmentResponse, error)
 	// Lists a contact's enrollments, optionally of one journey, and optionally only those in
@@ -80,7 +113,9 @@ type JourneyConversionsServiceClient interface {
 	// misses nothing and sees nothing twice. Errors: INVALID_ARGUMENT (negative position).
 	StreamConversionEvents(ctx context.Context, in *StreamConversionEventsRequest, opts ...grpc.CallOption) (JourneyConversionsService_StreamConversionEventsClient, error)
 	// Reports a journey's figures over a time range; it reflects every event acknowledged
-	// before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+	// before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+	// unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+	// (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
 	GetJourneyReport(ctx context.Context, in *GetJourneyReportRequest, opts ...grpc.CallOption) (*GetJourneyReportResponse, error)
 }
 
@@ -149,6 +184,24 @@ func (c *journeyConversionsServiceClient) EnterJourney(ctx context.Context, in *
 func (c *journeyConversionsServiceClient) ExitJourney(ctx context.Context, in *ExitJourneyRequest, opts ...grpc.CallOption) (*ExitJourneyResponse, error) {
 	out := new(ExitJourneyResponse)
 	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/ExitJourney", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journeyConversionsServiceClient) BatchEnterJourney(ctx context.Context, in *BatchEnterJourneyRequest, opts ...grpc.CallOption) (*BatchEnterJourneyResponse, error) {
+	out := new(BatchEnterJourneyResponse)
+	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/BatchEnterJourney", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journeyConversionsServiceClient) BatchExitJourney(ctx context.Context, in *BatchExitJourneyRequest, opts ...grpc.CallOption) (*BatchExitJourneyResponse, error) {
+	out := new(BatchExitJourneyResponse)
+	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/BatchExitJourney", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +367,39 @@ type JourneyConversionsServiceServer interface {
 	// Errors: INVALID_ARGUMENT, NOT_FOUND (enrollment), FAILED_PRECONDITION (exit before the
 	// entry), ALREADY_EXISTS (the enrollment already exited otherwise).
 	ExitJourney(context.Context, *ExitJourneyRequest) (*ExitJourneyResponse, error)
+	// Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+	// EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+	// being the item's enrollment_id:
+	//   - ACCEPTED: the enrollment is new and now stored;
+	//   - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+	//     earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+	//     returns DUPLICATE for every item it stored, so a batch is safe to retry;
+	//   - REJECTED with the status EnterJourney would have answered for the item alone:
+	//     INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+	//     or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+	//     (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+	//     stored, and it does not sink the other items.
+	//
+	// The items are judged in request order, as if sent one by one: a later item with the
+	// enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+	// commit together in one transaction, with the re-attribution of the contacts they can
+	// affect; the conversion-event stream gets the net change of the whole batch (an award that
+	// a later item of the same batch revokes is never emitted). Errors for the whole call, which
+	// store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+	BatchEnterJourney(context.Context, *BatchEnterJourneyRequest) (*BatchEnterJourneyResponse, error)
+	// Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+	// as BatchEnterJourney (event_id is the item's enrollment_id):
+	//   - ACCEPTED: the enrollment was active and has now ended;
+	//   - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+	//     or by an earlier item of this batch; nothing changed;
+	//   - REJECTED with the status ExitJourney would have answered for the item alone:
+	//     INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+	//     FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+	//     ended otherwise).
+	//
+	// Items are judged in request order and commit together in one transaction, as in
+	// BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+	BatchExitJourney(context.Context, *BatchExitJourneyRequest) (*BatchExitJourneyResponse, error)
 	// Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
 	GetEnrollment(context.Context, *GetEnrollmentRequest) (*GetEnrollmentResponse, error)
 	// Lists a contact's enrollments, optionally of one journey, and optionally only those in
@@ -353,7 +439,9 @@ type JourneyConversionsServiceServer interface {
 	// misses nothing and sees nothing twice. Errors: INVALID_ARGUMENT (negative position).
 	StreamConversionEvents(*StreamConversionEventsRequest, JourneyConversionsService_StreamConversionEventsServer) error
 	// Reports a journey's figures over a time range; it reflects every event acknowledged
-	// before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+	// before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+	// unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+	// (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
 	GetJourneyReport(context.Context, *GetJourneyReportRequest) (*GetJourneyReportResponse, error)
 	mustEmbedUnimplementedJourneyConversionsServiceServer()
 }
@@ -382,6 +470,12 @@ func (UnimplementedJourneyConversionsServiceServer) EnterJourney(context.Context
 }
 func (UnimplementedJourneyConversionsServiceServer) ExitJourney(context.Context, *ExitJourneyRequest) (*ExitJourneyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ExitJourney not implemented")
+}
+func (UnimplementedJourneyConversionsServiceServer) BatchEnterJourney(context.Context, *BatchEnterJourneyRequest) (*BatchEnterJourneyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BatchEnterJourney not implemented")
+}
+func (UnimplementedJourneyConversionsServiceServer) BatchExitJourney(context.Context, *BatchExitJourneyRequest) (*BatchExitJourneyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BatchExitJourney not implemented")
 }
 func (UnimplementedJourneyConversionsServiceServer) GetEnrollment(context.Context, *GetEnrollmentRequest) (*GetEnrollmentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetEnrollment not implemented")
@@ -555,6 +649,42 @@ func _JourneyConversionsService_ExitJourney_Handler(srv interface{}, ctx context
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JourneyConversionsServiceServer).ExitJourney(ctx, req.(*ExitJourneyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JourneyConversionsService_BatchEnterJourney_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchEnterJourneyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JourneyConversionsServiceServer).BatchEnterJourney(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/journeys.conversions.v1.JourneyConversionsService/BatchEnterJourney",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JourneyConversionsServiceServer).BatchEnterJourney(ctx, req.(*BatchEnterJourneyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JourneyConversionsService_BatchExitJourney_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchExitJourneyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JourneyConversionsServiceServer).BatchExitJourney(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/journeys.conversions.v1.JourneyConversionsService/BatchExitJourney",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JourneyConversionsServiceServer).BatchExitJourney(ctx, req.(*BatchExitJourneyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -809,6 +939,14 @@ var _JourneyConversionsService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExitJourney",
 			Handler:    _JourneyConversionsService_ExitJourney_Handler,
+		},
+		{
+			MethodName: "BatchEnterJourney",
+			Handler:    _JourneyConversionsService_BatchEnterJourney_Handler,
+		},
+		{
+			MethodName: "BatchExitJourney",
+			Handler:    _JourneyConversionsService_BatchExitJourney_Handler,
 		},
 		{
 			MethodName: "GetEnrollment",

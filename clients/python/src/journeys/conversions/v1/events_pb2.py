@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from journeys.conversions.v1 import journey_pb2 as journeys_dot_conversions_dot_v1_dot_journey__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$journeys/conversions/v1/events.proto\x12\x17journeys.conversions.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%journeys/conversions/v1/journey.proto\"\x86\x02\n\nEnrollment\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x12\n\njourney_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12.\n\nenter_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0b\x65xit_reason\x18\x07 \x01(\x0e\x32#.journeys.conversions.v1.ExitReason\x12\x0f\n\x07holdout\x18\x08 \x01(\x08\"\xa4\x02\n\nTouchpoint\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x12\n\njourney_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x31\n\x07\x63hannel\x18\x06 \x01(\x0e\x32 .journeys.conversions.v1.Channel\x12\x39\n\x06\x61\x63tion\x18\x07 \x01(\x0e\x32).journeys.conversions.v1.TouchpointAction\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11machine_generated\x18\t \x01(\x08\"\xee\x02\n\tGoalEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12:\n\nevent_type\x18\x03 \x01(\x0e\x32&.journeys.conversions.v1.GoalEventType\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61ttribute_name\x18\x05 \x01(\t\x12\x17\n\x0f\x61ttribute_value\x18\x06 \x01(\t\x12\x0f\n\x07list_id\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12\x0b\n\x03url\x18\t \x01(\t\x12\x0f\n\x07\x66orm_id\x18\n \x01(\t\x12\x13\n\x0bproduct_ids\x18\x0b \x03(\t\x12-\n\x05value\x18\x0c \x01(\x0b\x32\x1e.journeys.conversions.v1.Money\x12\x17\n\x0f\x61mends_event_id\x18\r \x01(\t\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"}\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\'.journeys.conversions.v1.FieldViolation\"\x95\x01\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.journeys.conversions.v1.ItemStatus\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32\".journeys.conversions.v1.ItemError*\x96\x01\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45XIT_REASON_COMPLETED\x10\x01\x12\x1c\n\x18\x45XIT_REASON_GOAL_REACHED\x10\x02\x12\x19\n\x15\x45XIT_REASON_EXIT_RULE\x10\x03\x12\x17\n\x13\x45XIT_REASON_REMOVED\x10\x04*\xce\x01\n\x10TouchpointAction\x12!\n\x1dTOUCHPOINT_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTOUCHPOINT_ACTION_DELIVERED\x10\x01\x12\x1c\n\x18TOUCHPOINT_ACTION_OPENED\x10\x02\x12\x1d\n\x19TOUCHPOINT_ACTION_CLICKED\x10\x03\x12\x1a\n\x16TOUCHPOINT_ACTION_READ\x10\x04\x12\x1d\n\x19TOUCHPOINT_ACTION_REPLIED\x10\x05*x\n\nItemStatus\x12\x1b\n\x17ITEM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_STATUS_ACCEPTED\x10\x01\x12\x19\n\x15ITEM_STATUS_DUPLICATE\x10\x02\x12\x18\n\x14ITEM_STATUS_REJECTED\x10\x03\x42>Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$journeys/conversions/v1/events.proto\x12\x17journeys.conversions.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%journeys/conversions/v1/journey.proto\"\x86\x02\n\nEnrollment\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x12\n\njourney_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12.\n\nenter_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0b\x65xit_reason\x18\x07 \x01(\x0e\x32#.journeys.conversions.v1.ExitReason\x12\x0f\n\x07holdout\x18\x08 \x01(\x08\"\x90\x01\n\x0e\x45nrollmentExit\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12-\n\texit_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0b\x65xit_reason\x18\x03 \x01(\x0e\x32#.journeys.conversions.v1.ExitReason\"\xa4\x02\n\nTouchpoint\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x12\n\njourney_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x31\n\x07\x63hannel\x18\x06 \x01(\x0e\x32 .journeys.conversions.v1.Channel\x12\x39\n\x06\x61\x63tion\x18\x07 \x01(\x0e\x32).journeys.conversions.v1.TouchpointAction\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11machine_generated\x18\t \x01(\x08\"\xee\x02\n\tGoalEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12:\n\nevent_type\x18\x03 \x01(\x0e\x32&.journeys.conversions.v1.GoalEventType\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61ttribute_name\x18\x05 \x01(\t\x12\x17\n\x0f\x61ttribute_value\x18\x06 \x01(\t\x12\x0f\n\x07list_id\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12\x0b\n\x03url\x18\t \x01(\t\x12\x0f\n\x07\x66orm_id\x18\n \x01(\t\x12\x13\n\x0bproduct_ids\x18\x0b \x03(\t\x12-\n\x05value\x18\x0c \x01(\x0b\x32\x1e.journeys.conversions.v1.Money\x12\x17\n\x0f\x61mends_event_id\x18\r \x01(\t\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"}\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\'.journeys.conversions.v1.FieldViolation\"\x95\x01\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.journeys.conversions.v1.ItemStatus\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32\".journeys.conversions.v1.ItemError*\x96\x01\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45XIT_REASON_COMPLETED\x10\x01\x12\x1c\n\x18\x45XIT_REASON_GOAL_REACHED\x10\x02\x12\x19\n\x15\x45XIT_REASON_EXIT_RULE\x10\x03\x12\x17\n\x13\x45XIT_REASON_REMOVED\x10\x04*\xce\x01\n\x10TouchpointAction\x12!\n\x1dTOUCHPOINT_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTOUCHPOINT_ACTION_DELIVERED\x10\x01\x12\x1c\n\x18TOUCHPOINT_ACTION_OPENED\x10\x02\x12\x1d\n\x19TOUCHPOINT_ACTION_CLICKED\x10\x03\x12\x1a\n\x16TOUCHPOINT_ACTION_READ\x10\x04\x12\x1d\n\x19TOUCHPOINT_ACTION_REPLIED\x10\x05*x\n\nItemStatus\x12\x1b\n\x17ITEM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_STATUS_ACCEPTED\x10\x01\x12\x19\n\x15ITEM_STATUS_DUPLICATE\x10\x02\x12\x18\n\x14ITEM_STATUS_REJECTED\x10\x03\x42>Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'journeys.conversions.v1.eve
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z<journeyconversions/gen/journeys/conversions/v1;conversionsv1'
-  _globals['_EXITREASON']._serialized_start=1400
-  _globals['_EXITREASON']._serialized_end=1550
-  _globals['_TOUCHPOINTACTION']._serialized_start=1553
-  _globals['_TOUCHPOINTACTION']._serialized_end=1759
-  _globals['_ITEMSTATUS']._serialized_start=1761
-  _globals['_ITEMSTATUS']._serialized_end=1881
+  _globals['_EXITREASON']._serialized_start=1547
+  _globals['_EXITREASON']._serialized_end=1697
+  _globals['_TOUCHPOINTACTION']._serialized_start=1700
+  _globals['_TOUCHPOINTACTION']._serialized_end=1906
+  _globals['_ITEMSTATUS']._serialized_start=1908
+  _globals['_ITEMSTATUS']._serialized_end=2028
   _globals['_ENROLLMENT']._serialized_start=138
   _globals['_ENROLLMENT']._serialized_end=400
-  _globals['_TOUCHPOINT']._serialized_start=403
-  _globals['_TOUCHPOINT']._serialized_end=695
-  _globals['_GOALEVENT']._serialized_start=698
-  _globals['_GOALEVENT']._serialized_end=1064
-  _globals['_FIELDVIOLATION']._serialized_start=1066
-  _globals['_FIELDVIOLATION']._serialized_end=1118
-  _globals['_ITEMERROR']._serialized_start=1120
-  _globals['_ITEMERROR']._serialized_end=1245
-  _globals['_ITEMRESULT']._serialized_start=1248
-  _globals['_ITEMRESULT']._serialized_end=1397
+  _globals['_ENROLLMENTEXIT']._serialized_start=403
+  _globals['_ENROLLMENTEXIT']._serialized_end=547
+  _globals['_TOUCHPOINT']._serialized_start=550
+  _globals['_TOUCHPOINT']._serialized_end=842
+  _globals['_GOALEVENT']._serialized_start=845
+  _globals['_GOALEVENT']._serialized_end=1211
+  _globals['_FIELDVIOLATION']._serialized_start=1213
+  _globals['_FIELDVIOLATION']._serialized_end=1265
+  _globals['_ITEMERROR']._serialized_start=1267
+  _globals['_ITEMERROR']._serialized_end=1392
+  _globals['_ITEMRESULT']._serialized_start=1395
+  _globals['_ITEMRESULT']._serialized_end=1544
 # @@protoc_insertion_point(module_scope)

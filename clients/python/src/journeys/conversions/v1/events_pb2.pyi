@@ -137,7 +137,7 @@ class Enrollment(_message.Message):
     HOLDOUT_FIELD_NUMBER: _builtins.int
     enrollment_id: _builtins.str
     """The journey engine's enrollment id, unique per tenant; it is the idempotency key of
-    EnterJourney.
+    EnterJourney and BatchEnterJourney.
     """
     contact_id: _builtins.str
     """The contact."""
@@ -179,6 +179,38 @@ class Enrollment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Enrollment: _TypeAlias = Enrollment  # noqa: Y015
+
+@_typing.final
+class EnrollmentExit(_message.Message):
+    """The end of an enrollment: an item of BatchExitJourney, with the fields of ExitJourneyRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENT_ID_FIELD_NUMBER: _builtins.int
+    EXIT_TIME_FIELD_NUMBER: _builtins.int
+    EXIT_REASON_FIELD_NUMBER: _builtins.int
+    enrollment_id: _builtins.str
+    """The enrollment that ends."""
+    exit_reason: Global___ExitReason.ValueType
+    """Why it ended."""
+    @_builtins.property
+    def exit_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ended; not before the enrollment's enter_time."""
+
+    def __init__(
+        self,
+        *,
+        enrollment_id: _builtins.str = ...,
+        exit_time: _timestamp_pb2.Timestamp | None = ...,
+        exit_reason: Global___ExitReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exit_time", b"exit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollment_id", b"enrollment_id", "exit_reason", b"exit_reason", "exit_time", b"exit_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollmentExit: _TypeAlias = EnrollmentExit  # noqa: Y015
 
 @_typing.final
 class Touchpoint(_message.Message):
@@ -395,7 +427,7 @@ class ItemResult(_message.Message):
     index: _builtins.int
     """The index of the item in the request."""
     event_id: _builtins.str
-    """The item's event id."""
+    """The item's event id; for enrollments and exits, its enrollment_id."""
     status: Global___ItemStatus.ValueType
     """What happened to it."""
     @_builtins.property

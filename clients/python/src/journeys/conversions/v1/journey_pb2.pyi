@@ -245,7 +245,7 @@ class GoalCriterion(_message.Message):
 
     @_builtins.property
     def url_patterns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'."""
+        """WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'; at most 1000."""
 
     @_builtins.property
     def form_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -294,7 +294,7 @@ class JourneyMessage(_message.Message):
     step_id: _builtins.str
     """The step of the journey flow that sends the message."""
     path: _builtins.str
-    """The path (branch) of the journey flow the step sits on."""
+    """The path (branch) of the journey flow the step sits on; at most 200 characters."""
     def __init__(
         self,
         *,
@@ -405,7 +405,7 @@ class Journey(_message.Message):
 
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___JourneyVersion]:
-        """The versions of the journey, ascending."""
+        """The versions of the journey, ascending; at most 1000, each with at most 1000 messages."""
 
     @_builtins.property
     def goal_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___GoalChange]:

@@ -469,6 +469,102 @@ class ExitJourneyResponse(_message.Message):
 Global___ExitJourneyResponse: _TypeAlias = ExitJourneyResponse  # noqa: Y015
 
 @_typing.final
+class BatchEnterJourneyRequest(_message.Message):
+    """The request of BatchEnterJourney."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def enrollments(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Enrollment]:
+        """The enrollments, 1 to 1000; exit fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        enrollments: _abc.Iterable[_events_pb2.Enrollment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollments", b"enrollments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchEnterJourneyRequest: _TypeAlias = BatchEnterJourneyRequest  # noqa: Y015
+
+@_typing.final
+class BatchEnterJourneyResponse(_message.Message):
+    """The response of BatchEnterJourney."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ItemResult]:
+        """One result per enrollment, in request order; event_id is the enrollment_id."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_events_pb2.ItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchEnterJourneyResponse: _TypeAlias = BatchEnterJourneyResponse  # noqa: Y015
+
+@_typing.final
+class BatchExitJourneyRequest(_message.Message):
+    """The request of BatchExitJourney."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exits(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.EnrollmentExit]:
+        """The exits, 1 to 1000."""
+
+    def __init__(
+        self,
+        *,
+        exits: _abc.Iterable[_events_pb2.EnrollmentExit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exits", b"exits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchExitJourneyRequest: _TypeAlias = BatchExitJourneyRequest  # noqa: Y015
+
+@_typing.final
+class BatchExitJourneyResponse(_message.Message):
+    """The response of BatchExitJourney."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ItemResult]:
+        """One result per exit, in request order; event_id is the enrollment_id."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_events_pb2.ItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchExitJourneyResponse: _TypeAlias = BatchExitJourneyResponse  # noqa: Y015
+
+@_typing.final
 class GetEnrollmentRequest(_message.Message):
     """The request of GetEnrollment."""
 
@@ -1096,7 +1192,9 @@ class GetJourneyReportRequest(_message.Message):
     the range.
     """
     time_zone: _builtins.str
-    """The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC."""
+    """The IANA time zone of the report's days, such as "Europe/Paris" (a name of the time zone
+    database); empty for UTC.
+    """
     view: Global___ReportView.ValueType
     """How much of the report to compute; unspecified is the full report."""
     @_builtins.property
@@ -1105,7 +1203,7 @@ class GetJourneyReportRequest(_message.Message):
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """The end of the range, exclusive; unset for now."""
+        """The end of the range, exclusive; unset for now; at most 366 days after now."""
 
     def __init__(
         self,

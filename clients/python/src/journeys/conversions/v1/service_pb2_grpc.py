@@ -79,6 +79,16 @@ class JourneyConversionsServiceStub:
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyRequest.SerializeToString,
                 response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyResponse.FromString,
                 _registered_method=True)
+        self.BatchEnterJourney = channel.unary_unary(
+                '/journeys.conversions.v1.JourneyConversionsService/BatchEnterJourney',
+                request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyRequest.SerializeToString,
+                response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyResponse.FromString,
+                _registered_method=True)
+        self.BatchExitJourney = channel.unary_unary(
+                '/journeys.conversions.v1.JourneyConversionsService/BatchExitJourney',
+                request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyRequest.SerializeToString,
+                response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyResponse.FromString,
+                _registered_method=True)
         self.GetEnrollment = channel.unary_unary(
                 '/journeys.conversions.v1.JourneyConversionsService/GetEnrollment',
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.GetEnrollmentRequest.SerializeToString,
@@ -213,6 +223,47 @@ class JourneyConversionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchEnterJourney(self, request, context):
+        """Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+        EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+        being the item's enrollment_id:
+        - ACCEPTED: the enrollment is new and now stored;
+        - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+        earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+        returns DUPLICATE for every item it stored, so a batch is safe to retry;
+        - REJECTED with the status EnterJourney would have answered for the item alone:
+        INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+        or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+        (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+        stored, and it does not sink the other items.
+        The items are judged in request order, as if sent one by one: a later item with the
+        enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+        commit together in one transaction, with the re-attribution of the contacts they can
+        affect; the conversion-event stream gets the net change of the whole batch (an award that
+        a later item of the same batch revokes is never emitted). Errors for the whole call, which
+        store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchExitJourney(self, request, context):
+        """Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+        as BatchEnterJourney (event_id is the item's enrollment_id):
+        - ACCEPTED: the enrollment was active and has now ended;
+        - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+        or by an earlier item of this batch; nothing changed;
+        - REJECTED with the status ExitJourney would have answered for the item alone:
+        INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+        FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+        ended otherwise).
+        Items are judged in request order and commit together in one transaction, as in
+        BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetEnrollment(self, request, context):
         """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND.
         """
@@ -308,7 +359,9 @@ class JourneyConversionsServiceServicer:
 
     def GetJourneyReport(self, request, context):
         """Reports a journey's figures over a time range; it reflects every event acknowledged
-        before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+        before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+        unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+        (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,6 +404,16 @@ def add_JourneyConversionsServiceServicer_to_server(servicer, server):
                     servicer.ExitJourney,
                     request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyRequest.FromString,
                     response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyResponse.SerializeToString,
+            ),
+            'BatchEnterJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchEnterJourney,
+                    request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyRequest.FromString,
+                    response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyResponse.SerializeToString,
+            ),
+            'BatchExitJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchExitJourney,
+                    request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyRequest.FromString,
+                    response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyResponse.SerializeToString,
             ),
             'GetEnrollment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEnrollment,
@@ -612,6 +675,60 @@ class JourneyConversionsService:
             '/journeys.conversions.v1.JourneyConversionsService/ExitJourney',
             journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyRequest.SerializeToString,
             journeys_dot_conversions_dot_v1_dot_service__pb2.ExitJourneyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchEnterJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/journeys.conversions.v1.JourneyConversionsService/BatchEnterJourney',
+            journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyRequest.SerializeToString,
+            journeys_dot_conversions_dot_v1_dot_service__pb2.BatchEnterJourneyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchExitJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/journeys.conversions.v1.JourneyConversionsService/BatchExitJourney',
+            journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyRequest.SerializeToString,
+            journeys_dot_conversions_dot_v1_dot_service__pb2.BatchExitJourneyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,39 @@ class JourneyConversionsServiceStub:
     Errors: INVALID_ARGUMENT, NOT_FOUND (enrollment), FAILED_PRECONDITION (exit before the
     entry), ALREADY_EXISTS (the enrollment already exited otherwise).
     """
+    BatchEnterJourney: _grpc.UnaryUnaryMultiCallable[_service_pb2.BatchEnterJourneyRequest, _service_pb2.BatchEnterJourneyResponse]
+    """Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+    EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+    being the item's enrollment_id:
+    - ACCEPTED: the enrollment is new and now stored;
+    - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+      earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+      returns DUPLICATE for every item it stored, so a batch is safe to retry;
+    - REJECTED with the status EnterJourney would have answered for the item alone:
+      INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+      or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+      (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+      stored, and it does not sink the other items.
+    The items are judged in request order, as if sent one by one: a later item with the
+    enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+    commit together in one transaction, with the re-attribution of the contacts they can
+    affect; the conversion-event stream gets the net change of the whole batch (an award that
+    a later item of the same batch revokes is never emitted). Errors for the whole call, which
+    store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+    """
+    BatchExitJourney: _grpc.UnaryUnaryMultiCallable[_service_pb2.BatchExitJourneyRequest, _service_pb2.BatchExitJourneyResponse]
+    """Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+    as BatchEnterJourney (event_id is the item's enrollment_id):
+    - ACCEPTED: the enrollment was active and has now ended;
+    - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+      or by an earlier item of this batch; nothing changed;
+    - REJECTED with the status ExitJourney would have answered for the item alone:
+      INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+      FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+      ended otherwise).
+    Items are judged in request order and commit together in one transaction, as in
+    BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+    """
     GetEnrollment: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetEnrollmentRequest, _service_pb2.GetEnrollmentResponse]
     """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND."""
     ListEnrollments: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListEnrollmentsRequest, _service_pb2.ListEnrollmentsResponse]
@@ -120,7 +153,9 @@ class JourneyConversionsServiceStub:
     """
     GetJourneyReport: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetJourneyReportRequest, _service_pb2.GetJourneyReportResponse]
     """Reports a journey's figures over a time range; it reflects every event acknowledged
-    before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+    before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+    unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+    (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
     """
 
 @_typing.type_check_only
@@ -165,6 +200,39 @@ class JourneyConversionsServiceAsyncStub(JourneyConversionsServiceStub):
     """Records that an enrollment ended. A repeat with the same exit returns the first result.
     Errors: INVALID_ARGUMENT, NOT_FOUND (enrollment), FAILED_PRECONDITION (exit before the
     entry), ALREADY_EXISTS (the enrollment already exited otherwise).
+    """
+    BatchEnterJourney: _aio.UnaryUnaryMultiCallable[_service_pb2.BatchEnterJourneyRequest, _service_pb2.BatchEnterJourneyResponse]  # type: ignore[assignment]
+    """Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+    EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+    being the item's enrollment_id:
+    - ACCEPTED: the enrollment is new and now stored;
+    - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+      earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+      returns DUPLICATE for every item it stored, so a batch is safe to retry;
+    - REJECTED with the status EnterJourney would have answered for the item alone:
+      INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+      or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+      (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+      stored, and it does not sink the other items.
+    The items are judged in request order, as if sent one by one: a later item with the
+    enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+    commit together in one transaction, with the re-attribution of the contacts they can
+    affect; the conversion-event stream gets the net change of the whole batch (an award that
+    a later item of the same batch revokes is never emitted). Errors for the whole call, which
+    store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+    """
+    BatchExitJourney: _aio.UnaryUnaryMultiCallable[_service_pb2.BatchExitJourneyRequest, _service_pb2.BatchExitJourneyResponse]  # type: ignore[assignment]
+    """Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+    as BatchEnterJourney (event_id is the item's enrollment_id):
+    - ACCEPTED: the enrollment was active and has now ended;
+    - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+      or by an earlier item of this batch; nothing changed;
+    - REJECTED with the status ExitJourney would have answered for the item alone:
+      INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+      FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+      ended otherwise).
+    Items are judged in request order and commit together in one transaction, as in
+    BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
     """
     GetEnrollment: _aio.UnaryUnaryMultiCallable[_service_pb2.GetEnrollmentRequest, _service_pb2.GetEnrollmentResponse]  # type: ignore[assignment]
     """Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND."""
@@ -215,7 +283,9 @@ class JourneyConversionsServiceAsyncStub(JourneyConversionsServiceStub):
     """
     GetJourneyReport: _aio.UnaryUnaryMultiCallable[_service_pb2.GetJourneyReportRequest, _service_pb2.GetJourneyReportResponse]  # type: ignore[assignment]
     """Reports a journey's figures over a time range; it reflects every event acknowledged
-    before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+    before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+    unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+    (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
     """
 
 class JourneyConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -299,6 +369,51 @@ class JourneyConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records that an enrollment ended. A repeat with the same exit returns the first result.
         Errors: INVALID_ARGUMENT, NOT_FOUND (enrollment), FAILED_PRECONDITION (exit before the
         entry), ALREADY_EXISTS (the enrollment already exited otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchEnterJourney(
+        self,
+        request: _service_pb2.BatchEnterJourneyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.BatchEnterJourneyResponse, _abc.Awaitable[_service_pb2.BatchEnterJourneyResponse]]:
+        """Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+        EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+        being the item's enrollment_id:
+        - ACCEPTED: the enrollment is new and now stored;
+        - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+          earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+          returns DUPLICATE for every item it stored, so a batch is safe to retry;
+        - REJECTED with the status EnterJourney would have answered for the item alone:
+          INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+          or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+          (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+          stored, and it does not sink the other items.
+        The items are judged in request order, as if sent one by one: a later item with the
+        enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+        commit together in one transaction, with the re-attribution of the contacts they can
+        affect; the conversion-event stream gets the net change of the whole batch (an award that
+        a later item of the same batch revokes is never emitted). Errors for the whole call, which
+        store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchExitJourney(
+        self,
+        request: _service_pb2.BatchExitJourneyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.BatchExitJourneyResponse, _abc.Awaitable[_service_pb2.BatchExitJourneyResponse]]:
+        """Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+        as BatchEnterJourney (event_id is the item's enrollment_id):
+        - ACCEPTED: the enrollment was active and has now ended;
+        - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+          or by an earlier item of this batch; nothing changed;
+        - REJECTED with the status ExitJourney would have answered for the item alone:
+          INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+          FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+          ended otherwise).
+        Items are judged in request order and commit together in one transaction, as in
+        BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
         """
 
     @_abc_1.abstractmethod
@@ -421,7 +536,9 @@ class JourneyConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetJourneyReportResponse, _abc.Awaitable[_service_pb2.GetJourneyReportResponse]]:
         """Reports a journey's figures over a time range; it reflects every event acknowledged
-        before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+        before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+        unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+        (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
         """
 
 def add_JourneyConversionsServiceServicer_to_server(servicer: JourneyConversionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -198,7 +198,7 @@ export function itemStatusToJSON(object: ItemStatus): string {
 export interface Enrollment {
   /**
    * The journey engine's enrollment id, unique per tenant; it is the idempotency key of
-   * EnterJourney.
+   * EnterJourney and BatchEnterJourney.
    */
   enrollmentId: string;
   /** The contact. */
@@ -223,6 +223,18 @@ export interface Enrollment {
    * rates, and is compared with treated enrollments in the report's holdout lift.
    */
   holdout: boolean;
+}
+
+/** The end of an enrollment: an item of BatchExitJourney, with the fields of ExitJourneyRequest. */
+export interface EnrollmentExit {
+  /** The enrollment that ends. */
+  enrollmentId: string;
+  /** When it ended; not before the enrollment's enter_time. */
+  exitTime:
+    | Date
+    | undefined;
+  /** Why it ended. */
+  exitReason: ExitReason;
 }
 
 /** An interaction of a contact with a journey message, reported by a messaging gateway. */
@@ -318,7 +330,7 @@ export interface ItemError {
 export interface ItemResult {
   /** The index of the item in the request. */
   index: number;
-  /** The item's event id. */
+  /** The item's event id; for enrollments and exits, its enrollment_id. */
   eventId: string;
   /** What happened to it. */
   status: ItemStatus;
@@ -536,6 +548,119 @@ export const Enrollment: MessageFns<Enrollment> = {
     message.exitTime = object.exitTime ?? undefined;
     message.exitReason = object.exitReason ?? 0;
     message.holdout = object.holdout ?? false;
+    return message;
+  },
+};
+
+function createBaseEnrollmentExit(): EnrollmentExit {
+  return { enrollmentId: "", exitTime: undefined, exitReason: 0 };
+}
+
+export const EnrollmentExit: MessageFns<EnrollmentExit> = {
+  encode(message: EnrollmentExit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enrollmentId !== "") {
+      writer.uint32(10).string(message.enrollmentId);
+    }
+    if (message.exitTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.exitTime), writer.uint32(18).fork()).join();
+    }
+    if (message.exitReason !== 0) {
+      writer.uint32(24).int32(message.exitReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnrollmentExit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnrollmentExit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.enrollmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.exitTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.exitReason = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnrollmentExit {
+    return {
+      enrollmentId: isSet(object.enrollmentId)
+        ? globalThis.String(object.enrollmentId)
+        : isSet(object.enrollment_id)
+        ? globalThis.String(object.enrollment_id)
+        : "",
+      exitTime: isSet(object.exitTime)
+        ? fromJsonTimestamp(object.exitTime)
+        : isSet(object.exit_time)
+        ? fromJsonTimestamp(object.exit_time)
+        : undefined,
+      exitReason: isSet(object.exitReason)
+        ? exitReasonFromJSON(object.exitReason)
+        : isSet(object.exit_reason)
+        ? exitReasonFromJSON(object.exit_reason)
+        : 0,
+    };
+  },
+
+  toJSON(message: EnrollmentExit): unknown {
+    const obj: any = {};
+    if (message.enrollmentId !== "") {
+      obj.enrollmentId = message.enrollmentId;
+    }
+    if (message.exitTime !== undefined) {
+      obj.exitTime = message.exitTime.toISOString();
+    }
+    if (message.exitReason !== 0) {
+      obj.exitReason = exitReasonToJSON(message.exitReason);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnrollmentExit>, I>>(base?: I): EnrollmentExit {
+    return EnrollmentExit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnrollmentExit>, I>>(object: I): EnrollmentExit {
+    const message = createBaseEnrollmentExit();
+    message.enrollmentId = object.enrollmentId ?? "";
+    message.exitTime = object.exitTime ?? undefined;
+    message.exitReason = object.exitReason ?? 0;
     return message;
   },
 };

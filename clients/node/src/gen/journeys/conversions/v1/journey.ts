@@ -328,7 +328,7 @@ export interface GoalCriterion {
   listIds: string[];
   /** Message goal events: the messages of this journey, any of which meets the goal. */
   messageIds: string[];
-  /** WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'. */
+  /** WEBSITE_PAGE_VISITED: exact URLs, or prefixes written with a trailing '*'; at most 1000. */
   urlPatterns: string[];
   /** FORM_SUBMITTED: the forms, any of which meets the goal. */
   formIds: string[];
@@ -344,7 +344,7 @@ export interface JourneyMessage {
   channel: Channel;
   /** The step of the journey flow that sends the message. */
   stepId: string;
-  /** The path (branch) of the journey flow the step sits on. */
+  /** The path (branch) of the journey flow the step sits on; at most 200 characters. */
   path: string;
 }
 
@@ -387,7 +387,7 @@ export interface Journey {
     | undefined;
   /** When true, opens flagged as machine-generated do not qualify for attribution. */
   excludeMachineOpens: boolean;
-  /** The versions of the journey, ascending. */
+  /** The versions of the journey, ascending; at most 1000, each with at most 1000 messages. */
   versions: JourneyVersion[];
   /** Output only. Every goal the journey has had, oldest first. */
   goalHistory: GoalChange[];

@@ -27,6 +27,7 @@ import {
 } from "./conversions";
 import {
   Enrollment,
+  EnrollmentExit,
   ExitReason,
   exitReasonFromJSON,
   exitReasonToJSON,
@@ -261,6 +262,30 @@ export interface ExitJourneyResponse {
   enrollment: Enrollment | undefined;
 }
 
+/** The request of BatchEnterJourney. */
+export interface BatchEnterJourneyRequest {
+  /** The enrollments, 1 to 1000; exit fields are ignored. */
+  enrollments: Enrollment[];
+}
+
+/** The response of BatchEnterJourney. */
+export interface BatchEnterJourneyResponse {
+  /** One result per enrollment, in request order; event_id is the enrollment_id. */
+  results: ItemResult[];
+}
+
+/** The request of BatchExitJourney. */
+export interface BatchExitJourneyRequest {
+  /** The exits, 1 to 1000. */
+  exits: EnrollmentExit[];
+}
+
+/** The response of BatchExitJourney. */
+export interface BatchExitJourneyResponse {
+  /** One result per exit, in request order; event_id is the enrollment_id. */
+  results: ItemResult[];
+}
+
 /** The request of GetEnrollment. */
 export interface GetEnrollmentRequest {
   /** The enrollment. */
@@ -449,7 +474,7 @@ export interface GetJourneyReportRequest {
   startTime:
     | Date
     | undefined;
-  /** The end of the range, exclusive; unset for now. */
+  /** The end of the range, exclusive; unset for now; at most 366 days after now. */
   endTime:
     | Date
     | undefined;
@@ -458,7 +483,10 @@ export interface GetJourneyReportRequest {
    * the range.
    */
   baselineVersion: number;
-  /** The IANA time zone of the report's days, such as "Europe/Paris"; empty for UTC. */
+  /**
+   * The IANA time zone of the report's days, such as "Europe/Paris" (a name of the time zone
+   * database); empty for UTC.
+   */
   timeZone: string;
   /** How much of the report to compute; unspecified is the full report. */
   view: ReportView;
@@ -1672,6 +1700,284 @@ export const ExitJourneyResponse: MessageFns<ExitJourneyResponse> = {
     message.enrollment = (object.enrollment !== undefined && object.enrollment !== null)
       ? Enrollment.fromPartial(object.enrollment)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseBatchEnterJourneyRequest(): BatchEnterJourneyRequest {
+  return { enrollments: [] };
+}
+
+export const BatchEnterJourneyRequest: MessageFns<BatchEnterJourneyRequest> = {
+  encode(message: BatchEnterJourneyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.enrollments) {
+      Enrollment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchEnterJourneyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchEnterJourneyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.enrollments.push(Enrollment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchEnterJourneyRequest {
+    return {
+      enrollments: globalThis.Array.isArray(object?.enrollments)
+        ? object.enrollments.map((e: any) => Enrollment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchEnterJourneyRequest): unknown {
+    const obj: any = {};
+    if (message.enrollments?.length) {
+      obj.enrollments = message.enrollments.map((e) => Enrollment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchEnterJourneyRequest>, I>>(base?: I): BatchEnterJourneyRequest {
+    return BatchEnterJourneyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchEnterJourneyRequest>, I>>(object: I): BatchEnterJourneyRequest {
+    const message = createBaseBatchEnterJourneyRequest();
+    message.enrollments = object.enrollments?.map((e) => Enrollment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchEnterJourneyResponse(): BatchEnterJourneyResponse {
+  return { results: [] };
+}
+
+export const BatchEnterJourneyResponse: MessageFns<BatchEnterJourneyResponse> = {
+  encode(message: BatchEnterJourneyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ItemResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchEnterJourneyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchEnterJourneyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ItemResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchEnterJourneyResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => ItemResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchEnterJourneyResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ItemResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchEnterJourneyResponse>, I>>(base?: I): BatchEnterJourneyResponse {
+    return BatchEnterJourneyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchEnterJourneyResponse>, I>>(object: I): BatchEnterJourneyResponse {
+    const message = createBaseBatchEnterJourneyResponse();
+    message.results = object.results?.map((e) => ItemResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchExitJourneyRequest(): BatchExitJourneyRequest {
+  return { exits: [] };
+}
+
+export const BatchExitJourneyRequest: MessageFns<BatchExitJourneyRequest> = {
+  encode(message: BatchExitJourneyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.exits) {
+      EnrollmentExit.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchExitJourneyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchExitJourneyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.exits.push(EnrollmentExit.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchExitJourneyRequest {
+    return {
+      exits: globalThis.Array.isArray(object?.exits) ? object.exits.map((e: any) => EnrollmentExit.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchExitJourneyRequest): unknown {
+    const obj: any = {};
+    if (message.exits?.length) {
+      obj.exits = message.exits.map((e) => EnrollmentExit.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchExitJourneyRequest>, I>>(base?: I): BatchExitJourneyRequest {
+    return BatchExitJourneyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchExitJourneyRequest>, I>>(object: I): BatchExitJourneyRequest {
+    const message = createBaseBatchExitJourneyRequest();
+    message.exits = object.exits?.map((e) => EnrollmentExit.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchExitJourneyResponse(): BatchExitJourneyResponse {
+  return { results: [] };
+}
+
+export const BatchExitJourneyResponse: MessageFns<BatchExitJourneyResponse> = {
+  encode(message: BatchExitJourneyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ItemResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchExitJourneyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchExitJourneyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ItemResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchExitJourneyResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => ItemResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchExitJourneyResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ItemResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchExitJourneyResponse>, I>>(base?: I): BatchExitJourneyResponse {
+    return BatchExitJourneyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchExitJourneyResponse>, I>>(object: I): BatchExitJourneyResponse {
+    const message = createBaseBatchExitJourneyResponse();
+    message.results = object.results?.map((e) => ItemResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4041,6 +4347,61 @@ export const JourneyConversionsServiceService = {
     responseSerialize: (value: ExitJourneyResponse): Buffer => Buffer.from(ExitJourneyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExitJourneyResponse => ExitJourneyResponse.decode(value),
   },
+  /**
+   * Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+   * EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+   * being the item's enrollment_id:
+   * - ACCEPTED: the enrollment is new and now stored;
+   * - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+   *   earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+   *   returns DUPLICATE for every item it stored, so a batch is safe to retry;
+   * - REJECTED with the status EnterJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+   *   or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+   *   (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+   *   stored, and it does not sink the other items.
+   * The items are judged in request order, as if sent one by one: a later item with the
+   * enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+   * commit together in one transaction, with the re-attribution of the contacts they can
+   * affect; the conversion-event stream gets the net change of the whole batch (an award that
+   * a later item of the same batch revokes is never emitted). Errors for the whole call, which
+   * store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+   */
+  batchEnterJourney: {
+    path: "/journeys.conversions.v1.JourneyConversionsService/BatchEnterJourney" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchEnterJourneyRequest): Buffer =>
+      Buffer.from(BatchEnterJourneyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchEnterJourneyRequest => BatchEnterJourneyRequest.decode(value),
+    responseSerialize: (value: BatchEnterJourneyResponse): Buffer =>
+      Buffer.from(BatchEnterJourneyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchEnterJourneyResponse => BatchEnterJourneyResponse.decode(value),
+  },
+  /**
+   * Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+   * as BatchEnterJourney (event_id is the item's enrollment_id):
+   * - ACCEPTED: the enrollment was active and has now ended;
+   * - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+   *   or by an earlier item of this batch; nothing changed;
+   * - REJECTED with the status ExitJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+   *   FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+   *   ended otherwise).
+   * Items are judged in request order and commit together in one transaction, as in
+   * BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+   */
+  batchExitJourney: {
+    path: "/journeys.conversions.v1.JourneyConversionsService/BatchExitJourney" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchExitJourneyRequest): Buffer =>
+      Buffer.from(BatchExitJourneyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchExitJourneyRequest => BatchExitJourneyRequest.decode(value),
+    responseSerialize: (value: BatchExitJourneyResponse): Buffer =>
+      Buffer.from(BatchExitJourneyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchExitJourneyResponse => BatchExitJourneyResponse.decode(value),
+  },
   /** Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND. */
   getEnrollment: {
     path: "/journeys.conversions.v1.JourneyConversionsService/GetEnrollment" as const,
@@ -4209,7 +4570,9 @@ export const JourneyConversionsServiceService = {
   },
   /**
    * Reports a journey's figures over a time range; it reflects every event acknowledged
-   * before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+   * before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+   * unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+   * (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
    */
   getJourneyReport: {
     path: "/journeys.conversions.v1.JourneyConversionsService/GetJourneyReport" as const,
@@ -4257,6 +4620,41 @@ export interface JourneyConversionsServiceServer extends UntypedServiceImplement
    * entry), ALREADY_EXISTS (the enrollment already exited otherwise).
    */
   exitJourney: handleUnaryCall<ExitJourneyRequest, ExitJourneyResponse>;
+  /**
+   * Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+   * EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+   * being the item's enrollment_id:
+   * - ACCEPTED: the enrollment is new and now stored;
+   * - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+   *   earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+   *   returns DUPLICATE for every item it stored, so a batch is safe to retry;
+   * - REJECTED with the status EnterJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+   *   or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+   *   (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+   *   stored, and it does not sink the other items.
+   * The items are judged in request order, as if sent one by one: a later item with the
+   * enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+   * commit together in one transaction, with the re-attribution of the contacts they can
+   * affect; the conversion-event stream gets the net change of the whole batch (an award that
+   * a later item of the same batch revokes is never emitted). Errors for the whole call, which
+   * store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+   */
+  batchEnterJourney: handleUnaryCall<BatchEnterJourneyRequest, BatchEnterJourneyResponse>;
+  /**
+   * Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+   * as BatchEnterJourney (event_id is the item's enrollment_id):
+   * - ACCEPTED: the enrollment was active and has now ended;
+   * - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+   *   or by an earlier item of this batch; nothing changed;
+   * - REJECTED with the status ExitJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+   *   FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+   *   ended otherwise).
+   * Items are judged in request order and commit together in one transaction, as in
+   * BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+   */
+  batchExitJourney: handleUnaryCall<BatchExitJourneyRequest, BatchExitJourneyResponse>;
   /** Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND. */
   getEnrollment: handleUnaryCall<GetEnrollmentRequest, GetEnrollmentResponse>;
   /**
@@ -4315,7 +4713,9 @@ export interface JourneyConversionsServiceServer extends UntypedServiceImplement
   streamConversionEvents: handleServerStreamingCall<StreamConversionEventsRequest, StreamConversionEventsResponse>;
   /**
    * Reports a journey's figures over a time range; it reflects every event acknowledged
-   * before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+   * before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+   * unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+   * (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
    */
   getJourneyReport: handleUnaryCall<GetJourneyReportRequest, GetJourneyReportResponse>;
 }
@@ -4450,6 +4850,69 @@ export interface JourneyConversionsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExitJourneyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records up to 1000 entries (a journey engine enrolling an audience), each exactly as
+   * EnterJourney would, and answers one ItemResult per item, in request order, its event_id
+   * being the item's enrollment_id:
+   * - ACCEPTED: the enrollment is new and now stored;
+   * - DUPLICATE: the enrollment_id was already entered with the same fields (exit fields aside),
+   *   earlier or by an earlier item of this batch; nothing changed. Sending a batch again
+   *   returns DUPLICATE for every item it stored, so a batch is safe to retry;
+   * - REJECTED with the status EnterJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT (its field violations named "enrollments[i].field"), NOT_FOUND (journey
+   *   or version: JOURNEY_NOT_FOUND or VERSION_NOT_FOUND), ALREADY_EXISTS
+   *   (IDEMPOTENCY_KEY_REUSED: the enrollment_id is taken by other fields). Nothing of it is
+   *   stored, and it does not sink the other items.
+   * The items are judged in request order, as if sent one by one: a later item with the
+   * enrollment_id of an earlier one is a DUPLICATE or a conflict of it. The accepted items
+   * commit together in one transaction, with the re-attribution of the contacts they can
+   * affect; the conversion-event stream gets the net change of the whole batch (an award that
+   * a later item of the same batch revokes is never emitted). Errors for the whole call, which
+   * store nothing: INVALID_ARGUMENT (empty or oversized batch), UNAVAILABLE (retry the batch).
+   */
+  batchEnterJourney(
+    request: BatchEnterJourneyRequest,
+    callback: (error: ServiceError | null, response: BatchEnterJourneyResponse) => void,
+  ): ClientUnaryCall;
+  batchEnterJourney(
+    request: BatchEnterJourneyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchEnterJourneyResponse) => void,
+  ): ClientUnaryCall;
+  batchEnterJourney(
+    request: BatchEnterJourneyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchEnterJourneyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records up to 1000 exits, each exactly as ExitJourney would, with one ItemResult per item
+   * as BatchEnterJourney (event_id is the item's enrollment_id):
+   * - ACCEPTED: the enrollment was active and has now ended;
+   * - DUPLICATE: the enrollment already ended with the same exit_time and exit_reason, earlier
+   *   or by an earlier item of this batch; nothing changed;
+   * - REJECTED with the status ExitJourney would have answered for the item alone:
+   *   INVALID_ARGUMENT ("exits[i].field"), NOT_FOUND (ENROLLMENT_NOT_FOUND),
+   *   FAILED_PRECONDITION (EXIT_BEFORE_ENTRY), ALREADY_EXISTS (ENROLLMENT_ALREADY_EXITED: it
+   *   ended otherwise).
+   * Items are judged in request order and commit together in one transaction, as in
+   * BatchEnterJourney. Errors for the whole call: INVALID_ARGUMENT (empty or oversized batch).
+   */
+  batchExitJourney(
+    request: BatchExitJourneyRequest,
+    callback: (error: ServiceError | null, response: BatchExitJourneyResponse) => void,
+  ): ClientUnaryCall;
+  batchExitJourney(
+    request: BatchExitJourneyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchExitJourneyResponse) => void,
+  ): ClientUnaryCall;
+  batchExitJourney(
+    request: BatchExitJourneyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchExitJourneyResponse) => void,
   ): ClientUnaryCall;
   /** Returns an enrollment. Errors: INVALID_ARGUMENT, NOT_FOUND. */
   getEnrollment(
@@ -4657,7 +5120,9 @@ export interface JourneyConversionsServiceClient extends Client {
   ): ClientReadableStream<StreamConversionEventsResponse>;
   /**
    * Reports a journey's figures over a time range; it reflects every event acknowledged
-   * before the call. Errors: INVALID_ARGUMENT (bad range), NOT_FOUND (journey or version).
+   * before the call. Errors: INVALID_ARGUMENT (bad range, an end more than 366 days ahead, an
+   * unknown time zone), NOT_FOUND (journey or version), FAILED_PRECONDITION
+   * (REPORT_VALUE_OUT_OF_RANGE: a value total beyond int64 micros).
    */
   getJourneyReport(
     request: GetJourneyReportRequest,
