@@ -32,10 +32,46 @@ class ServiceError(Exception):
         return self.message
 
 
+# An error travels in trailing metadata (grpc-message, and grpc-status-details-bin with the
+# field violations), which clients refuse beyond 8 KiB (soft) to 16 KiB (hard): a request with
+# thousands of wrong items, or one quoting a huge value, came back as a transport error instead
+# of its INVALID_ARGUMENT (found by tests/api/test_fuzz_fields.py). The first violations within
+# a size budget, and a count of the others, are enough to fix a request.
+MAX_LISTED_VIOLATIONS = 10
+_LISTED_BYTES = 2048  # UTF-8 bytes of the listed fields and descriptions together
+_DESCRIPTION_CHARACTERS = 256
+
+
+def _listed(violations: Sequence[Violation]) -> tuple[Violation, ...]:
+    listed: list[Violation] = []
+    used = 0
+    for violation in violations:
+        description = violation.description
+        if len(description) > _DESCRIPTION_CHARACTERS:
+            description = description[: _DESCRIPTION_CHARACTERS - 1] + "\u2026"
+        size = len(violation.field.encode()) + len(description.encode())
+        if len(listed) == MAX_LISTED_VIOLATIONS or (listed and used + size > _LISTED_BYTES):
+            break
+        listed.append(Violation(violation.field, description))
+        used += size
+    if len(listed) < len(violations):
+        rest = len(violations) - len(listed)
+        first_unlisted = violations[len(listed)].field
+        listed.append(Violation(first_unlisted, f"and {rest} more violations, not listed"))
+    return tuple(listed)
+
+
 class InvalidArgument(ServiceError):
-    def __init__(self, violations: Sequence[Violation], reason: str = "INVALID_ARGUMENT") -> None:
+    def __init__(
+        self,
+        violations: Sequence[Violation],
+        reason: str = "INVALID_ARGUMENT",
+        *,
+        listed: bool = False,  # already cut to what is listed (by another InvalidArgument)
+    ) -> None:
+        violations = tuple(violations) if listed else _listed(violations)
         message = "; ".join(f"{v.field}: {v.description}" for v in violations) or "invalid request"
-        super().__init__(reason, message, tuple(violations), grpc.StatusCode.INVALID_ARGUMENT)
+        super().__init__(reason, message, violations, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class NotFound(ServiceError):
@@ -76,6 +112,7 @@ def under(prefix: str, error: ServiceError) -> ServiceError:
     return InvalidArgument(
         [Violation(f"{prefix}.{v.field}", v.description) for v in error.violations],
         error.reason,
+        listed=isinstance(error, InvalidArgument),
     )
 
 

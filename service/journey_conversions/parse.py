@@ -7,7 +7,9 @@ a caller sees all that is wrong at once.
 from __future__ import annotations
 
 import enum
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar, cast
@@ -28,11 +30,16 @@ _MAX_SECONDS = 253_402_300_799
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_WINDOW = timedelta(minutes=1)
 MAX_WINDOW = timedelta(days=365)
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# How far after now a report's range may end: nothing can have happened there, and every day
+# up to the end is a row of the report (an end in year 9999 made millions of them, computed
+# for seconds on the event loop, and overflowed the date type in zones east of UTC).
+MAX_REPORT_AHEAD = timedelta(days=366)
+# fullmatch, not match with "$": "$" also matches before a trailing newline ("EUR\n").
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _E = TypeVar("_E", bound=enum.IntEnum)
 # Surrounding whitespace or any control character (ids are compared byte for byte).
 _BAD_IDENTIFIER = re.compile(r"^\s|\s$|[\x00-\x1f\x7f]")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # fullmatch (see _CURRENCY)
 
 
 class TimeBounds(Protocol):
@@ -134,7 +141,7 @@ class Checker:
         if not _has(holder, name):
             return None
         value: journey_pb2.Money = getattr(holder, name)
-        if not _CURRENCY.match(value.currency_code):
+        if not _CURRENCY.fullmatch(value.currency_code):
             self.fail(f"{name}.currency_code", "must be three upper-case letters (ISO 4217)")
             return None
         return domain.Money(value.currency_code, value.amount_micros)
@@ -159,11 +166,32 @@ def to_datetime(value: timestamp_pb2.Timestamp) -> datetime:
 def tenant(value: str | None, default: str) -> str:
     if value is None or value == "":
         return default
-    if not _TENANT.match(value):
+    if not _TENANT.fullmatch(value):
         raise InvalidArgument(
             [Violation("x-tenant-id", "must be 1-64 letters, digits, '_', '.' or '-'")]
         )
     return value
+
+
+@functools.cache
+def _time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone(checker: Checker, name: str) -> zoneinfo.ZoneInfo:
+    """An IANA time zone; UTC when empty. Only names of the time zone database are looked up:
+    ZoneInfo reads the file a name points to, and a directory ("Europe") or a name too long
+    for the file system raised OSError, which answered UNAVAILABLE ("the database is
+    unavailable") with the server's path in the message."""
+    if not name:
+        return zoneinfo.ZoneInfo("UTC")
+    if name in _time_zone_names():
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass  # listed, but not readable as a zone
+    checker.fail("time_zone", f"{name[:64]!r} is not an IANA time zone name")
+    return zoneinfo.ZoneInfo("UTC")
 
 
 def page_size(checker: Checker, value: int) -> int:
@@ -211,9 +239,10 @@ def _filters_for(kind: domain.GoalEventType) -> set[str]:
 def criterion(
     checker: Checker,
     value: journey_pb2.GoalCriterion,
-    messages: dict[str, domain.Channel],
+    messages: dict[str, domain.Channel] | None,
 ) -> domain.Criterion | None:
-    """A goal or trigger; message goals must name messages of the journey with the right channel."""
+    """A goal or trigger; message goals must name messages of the journey with the right channel
+    (not checked when `messages` is None: the journey is not read yet)."""
     kind = checker.enum("event_type", domain.GoalEventType, value.event_type)
     if kind is None:
         return None
@@ -230,7 +259,7 @@ def criterion(
             checker.fail(name, f"is required for {kind.name}")
     checker.identifier("attribute_name", value.attribute_name, required=False)
     checker.text("attribute_value", value.attribute_value)
-    if kind in domain.MESSAGE_EVENT_CHANNEL:
+    if kind in domain.MESSAGE_EVENT_CHANNEL and messages is not None:
         channel = domain.MESSAGE_EVENT_CHANNEL[kind]
         for index, message_id in enumerate(value.message_ids):
             found = messages.get(message_id)
@@ -243,7 +272,11 @@ def criterion(
                     f"message_ids[{index}]",
                     f"message {message_id!r} is a {found.name} message, not {channel.name}",
                 )
-    for index, pattern in enumerate(value.url_patterns):
+    # Bounded like the other filter lists (identifiers): unbounded, a 16 MiB request held
+    # hundreds of thousands, echoed twice (goal and history) in a reply too large to send.
+    if len(value.url_patterns) > MAX_LIST_LENGTH:
+        checker.fail("url_patterns", f"must have at most {MAX_LIST_LENGTH} items")
+    for index, pattern in enumerate(value.url_patterns[:MAX_LIST_LENGTH]):
         checker.text(f"url_patterns[{index}]", pattern, required=True)
         if "*" in pattern[:-1]:
             checker.fail(f"url_patterns[{index}]", "'*' is only allowed at the end (a prefix)")
@@ -276,6 +309,12 @@ def versions(
 ) -> list[domain.JourneyVersion]:
     parsed: list[domain.JourneyVersion] = []
     seen: set[int] = set()
+    values = list(values)
+    # Bounded like every other list: a journey of 100,000 messages took seconds to define and
+    # slowed every later touchpoint, report and read of the journey.
+    if len(values) > MAX_LIST_LENGTH:
+        checker.fail("versions", f"must have at most {MAX_LIST_LENGTH} items")
+        return parsed
     for index, value in enumerate(values):
         path = f"versions[{index}]"
         if value.version < 1:
@@ -285,6 +324,9 @@ def versions(
         seen.add(value.version)
         messages: list[domain.JourneyMessage] = []
         ids: set[str] = set()
+        if len(value.messages) > MAX_LIST_LENGTH:
+            checker.fail(f"{path}.messages", f"must have at most {MAX_LIST_LENGTH} items")
+            continue
         for m_index, message in enumerate(value.messages):
             m_path = f"{path}.messages[{m_index}]"
             checker.identifier(f"{m_path}.message_id", message.message_id)
@@ -293,7 +335,13 @@ def versions(
             ids.add(message.message_id)
             channel = checker.enum(f"{m_path}.channel", domain.Channel, message.channel)
             checker.identifier(f"{m_path}.step_id", message.step_id, required=False)
-            checker.text(f"{m_path}.path", message.path)
+            # At most MAX_ID_LENGTH like the step id, not MAX_TEXT_LENGTH: a path is a key of
+            # enrollment_reach's indexes, and a longer one (in multi-byte characters) exceeded
+            # Postgres's index row size, failing the message's touchpoints with INTERNAL.
+            if len(message.path) > MAX_ID_LENGTH:
+                checker.fail(f"{m_path}.path", f"must be at most {MAX_ID_LENGTH} characters")
+            else:
+                checker.text(f"{m_path}.path", message.path)
             if channel is not None:
                 messages.append(
                     domain.JourneyMessage(
@@ -426,9 +474,10 @@ def conversion_name_key(name: str) -> str:
 def conversion(
     checker: Checker,
     value: conversions_pb2.ConversionDefinition,
-    messages: dict[str, domain.Channel],
+    messages: dict[str, domain.Channel] | None,
 ) -> tuple[str, domain.Money | None, domain.Criterion | None]:
-    """The name, value and trigger of a conversion definition."""
+    """The name, value and trigger of a conversion definition; a trigger's messages are checked
+    against the journey's `messages` when given (see criterion)."""
     checker.identifier("conversion_id", value.conversion_id)
     checker.identifier("journey_id", value.journey_id)
     name = value.name

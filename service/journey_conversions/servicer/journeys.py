@@ -107,6 +107,11 @@ class JourneyRpcs(ServicerBase):
             checker.fail("conversion", "is required")
         checker.raise_if_any()
         value = request.conversion
+        # Everything but the trigger's messages, before the journey is locked and read by its
+        # id: an id Postgres cannot take (a NUL character) failed that read with INTERNAL.
+        nested = parse.Checker("conversion")
+        parse.conversion(nested, value, None)
+        nested.raise_if_any()
 
         async def define(conn: asyncpg.Connection) -> pb.DefineConversionResponse:
             # The row lock serializes definitions of one journey's conversions.

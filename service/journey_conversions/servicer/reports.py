@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 from journeys.conversions.v1 import service_pb2 as pb
@@ -25,16 +24,6 @@ class ReportView(enum.IntEnum):
     FULL = 2  # the start of an unbounded report range
 
 
-def _zone(checker: parse.Checker, name: str) -> ZoneInfo:
-    if not name:
-        return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        checker.fail("time_zone", f"{name[:64]!r} is not an IANA time zone name")
-        return ZoneInfo("UTC")
-
-
 def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> ReportQuery:
     """The report asked for; raises InvalidArgument with every field violation."""
     checker = parse.Checker()
@@ -47,7 +36,9 @@ def report_query(request: pb.GetJourneyReportRequest, now: datetime) -> ReportQu
     end = checker.timestamp("end_time", request, None, required=False) or now
     if end <= start:
         checker.fail("end_time", "must be after start_time")
-    zone = _zone(checker, request.time_zone)
+    elif end > now + parse.MAX_REPORT_AHEAD:
+        checker.fail("end_time", f"must be at most {parse.MAX_REPORT_AHEAD.days} days after now")
+    zone = parse.time_zone(checker, request.time_zone)
     view = checker.enum("view", ReportView, request.view) if request.view else ReportView.FULL
     checker.raise_if_any()
     return ReportQuery(

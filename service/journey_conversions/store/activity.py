@@ -77,7 +77,7 @@ async def days(conn: asyncpg.Connection, tenant_id: str, q: ReportQuery) -> list
             day.named_conversions += row["n"]
         if row["value_currency"] is not None:
             currency = row["value_currency"]
-            day.value[currency] = day.value.get(currency, 0) + row["micros"]
+            day.value[currency] = day.value.get(currency, 0) + int(row["micros"])
     return figures
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from journey_conversions import cohorts, domain
-from journey_conversions.errors import NotFound
+from journey_conversions.errors import FailedPrecondition, NotFound
 from journey_conversions.store import activity, catalog, sql
 from journey_conversions.store import cohorts as cohort_store
 from journey_conversions.store.report_query import ReportQuery
@@ -98,7 +98,28 @@ async def journey_report(conn: asyncpg.Connection, tenant_id: str, q: ReportQuer
         report.credited_elsewhere_top = top
         report.cohort = await _cohort(conn, tenant_id, journey, q, rows)
         report.days = await activity.days(conn, tenant_id, q)
+    _check_values(report)
     return report
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_values(report: Report) -> None:
+    """Every value total fits Money.amount_micros (int64), or the report is refused with a
+    clear error: two values near the limit summed past it, and the report failed with
+    INTERNAL (bigint out of range in SQL, or protobuf refusing the number)."""
+    totals = [report.value, *(n.value for n in report.named), *(d.value for d in report.days)]
+    if report.cohort is not None:
+        totals.extend(v.value for v in report.cohort.versions)
+    for total in totals:
+        for currency, micros in total.items():
+            if micros not in _INT64:
+                raise FailedPrecondition(
+                    "REPORT_VALUE_OUT_OF_RANGE",
+                    f"a {currency} value total of the report exceeds what Money.amount_micros"
+                    " (int64) can hold; ask for a shorter range or a single version",
+                )
 
 
 async def _messages_and_awards(
@@ -125,18 +146,19 @@ async def _messages_and_awards(
     named = {c.conversion_id: NamedFigures(c.conversion_id, c.name) for c in conversions}
     value: dict[str, int] = defaultdict(int)
     for row in await conn.fetch(sql.statement("report_awards"), *args):
+        micros = int(row["micros"])  # numeric: a sum may exceed int64 (see _check_values)
         if row["value_currency"] is not None:
-            value[row["value_currency"]] += row["micros"]
+            value[row["value_currency"]] += micros
         if row["conversion_id"] == domain.GOAL_CONVERSION:
             report.goal_conversions += row["n"]
             if (message := messages.get(row["message_id"])) is not None:
                 message.credited_conversions += row["n"]
-                message.credits["last_touch"].add(row["n"], row["value_currency"], row["micros"])
+                message.credits["last_touch"].add(row["n"], row["value_currency"], micros)
         elif (figures_named := named.get(row["conversion_id"])) is not None:
             figures_named.count += row["n"]
             if row["value_currency"] is not None:
                 currency = row["value_currency"]
-                figures_named.value[currency] = figures_named.value.get(currency, 0) + row["micros"]
+                figures_named.value[currency] = figures_named.value.get(currency, 0) + micros
     for row in await conn.fetch(sql.statement("report_credits"), *args) if q.full else []:
         if (message := messages.get(row["message_id"])) is not None:
             for model in CREDIT_MODELS[1:]:
