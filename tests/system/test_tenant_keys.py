@@ -789,8 +789,8 @@ _MUTATIONS = (
     ("report_awards.sql", "tenant_id = $1", "tenant_id = any($1::text[])"),
     (
         "report_touchpoints.sql",
-        "from touchpoints\n    where tenant_id = $1 and",
-        "from touchpoints where",
+        "from touchpoints\n        where tenant_id = $1 and",
+        "from touchpoints\n        where",
     ),
     ("report_enrollments.sql", "where t.tenant_id = $1 and", "where"),
     (

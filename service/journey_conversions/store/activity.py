@@ -27,13 +27,63 @@ class DayFigures:
 _EPOCH_DAY = datetime(2000, 1, 1, tzinfo=UTC)  # the origin of touchpoint_counts' days
 
 
-def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """The whole UTC days inside [start, end), as [first day's start, last day's end); an empty
-    span at `end` when there is none."""
+@dataclass(frozen=True, slots=True)
+class DayCover:
+    """How a range [start, end) is counted from the daily touchpoint counts: the UTC days
+    [first_day, last_day) whole, plus the touchpoints of `add`, minus those of `subtract` (each
+    a list of [from, to) spans, raw rows). A range's partial first and last days are read
+    either directly (the part inside the range) or as the whole day less the part outside it,
+    whichever spans less time, so at most half a day of raw rows is read at each end, and a
+    range ending now reads only the touchpoints stamped after now (allowed clock skew)."""
+
+    first_day: datetime
+    last_day: datetime
+    add: list[tuple[datetime, datetime]]
+    subtract: list[tuple[datetime, datetime]]
+
+    def args(self) -> tuple[datetime, datetime, list[datetime], list[datetime], list[int]]:
+        """The statement's $4 to $8: the days, then each raw span's from, to and sign."""
+        spans = [(a, b, 1) for a, b in self.add] + [(a, b, -1) for a, b in self.subtract]
+        return (
+            self.first_day,
+            self.last_day,
+            [a for a, _, _ in spans],
+            [b for _, b, _ in spans],
+            [sign for _, _, sign in spans],
+        )
+
+
+def day_cover(start: datetime, end: datetime) -> DayCover:
     day = timedelta(days=1)
-    first = _EPOCH_DAY + -((_EPOCH_DAY - start) // day) * day  # start, rounded up to a day
-    last = _EPOCH_DAY + ((end - _EPOCH_DAY) // day) * day  # end, rounded down
-    return (first, last) if first < last else (end, end)
+
+    def floor(t: datetime) -> datetime:
+        return _EPOCH_DAY + ((t - _EPOCH_DAY) // day) * day
+
+    whole_from = floor(start) if floor(start) == start else floor(start) + day
+    whole_to = floor(end)
+    if whole_from > whole_to:  # the range lies inside one day
+        pieces = [(floor(start), start, end)]
+        whole_from = whole_to = floor(start)
+    else:
+        pieces = []
+        if start < whole_from:
+            pieces.append((whole_from - day, start, whole_from))
+        if whole_to < end:
+            pieces.append((whole_to, whole_to, end))
+    add: list[tuple[datetime, datetime]] = []
+    subtract: list[tuple[datetime, datetime]] = []
+    first, last = whole_from, whole_to
+    for day_start, a, b in pieces:
+        outside = (a - day_start) + (day_start + day - b)
+        if b - a <= outside:
+            add.append((a, b))
+            continue
+        # The whole day from the counts, less its part outside the range.
+        first, last = min(first, day_start), max(last, day_start + day)
+        subtract += [(x, y) for x, y in ((day_start, a), (b, day_start + day)) if x < y]
+    if first >= last:
+        first = last = end
+    return DayCover(first, last, add, subtract)
 
 
 def day_starts(first: date, last: date, zone: ZoneInfo) -> list[datetime]:

@@ -136,8 +136,11 @@ async def _messages_and_awards(
         if q.version in (0, v.version):
             for m in v.messages:
                 messages.setdefault(m.message_id, MessageFigures(m.message_id, m.channel))
-    whole_days = activity.whole_days(q.start, q.end)
-    for row in await conn.fetch(sql.statement("report_touchpoints"), *args, *whole_days):
+    cover = activity.day_cover(q.start, q.end)
+    touched = await conn.fetch(
+        sql.statement("report_touchpoints"), tenant_id, q.journey_id, q.version, *cover.args()
+    )
+    for row in touched:
         figures = messages.get(row["message_id"])
         if figures is not None:
             figures.touchpoints[domain.Action(row["action"])] = row["n"]
