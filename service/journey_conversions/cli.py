@@ -1,5 +1,5 @@
-"""The `journey-conversions` command: serve, migrate or rebuild a database, or print a journey
-report."""
+"""The `journey-conversions` command: serve, migrate or rebuild a database, import history, or
+print a journey report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from journey_conversions import cli_keys, cli_report, db, logs
+from journey_conversions import cli_import, cli_keys, cli_report, db, logs
 from journey_conversions import config as config_module
 from journey_conversions.embedded_pg import EmbeddedPostgres
 from journey_conversions.logs import log
@@ -92,11 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Create, list or revoke a tenant's API keys, directly in the database.",
     )
     cli_keys.add_arguments(keys)
+    imports = commands.add_parser(
+        "import",
+        help="load historical enrollments, touchpoints or goal events from NDJSON or CSV",
+        description="Load an NDJSON or CSV export of enrollments, touchpoints or goal events"
+        " into a tenant, directly in the database, through the batch path of the RPCs;"
+        " re-running an import changes nothing.",
+    )
+    cli_import.add_arguments(imports)
     args = parser.parse_args(argv)
     if args.command == "report":
         return cli_report.run(args, report)
     if args.command == "keys":
         return cli_keys.run(args, keys)
+    if args.command == "import":
+        return cli_import.run(args, imports)
     try:
         config = config_module.load(args)
     except config_module.ConfigError as error:
