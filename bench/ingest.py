@@ -151,6 +151,15 @@ async def fresh_database(admin_url: str) -> str:
     return url
 
 
+async def drop_database(admin_url: str, url: str) -> None:
+    """Drops the database of `url` (made by fresh_database)."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'drop database if exists "{url.rsplit("/", 1)[1]}" with (force)')
+    finally:
+        await admin.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", required=True, help="admin URL of a Postgres server")

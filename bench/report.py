@@ -30,7 +30,7 @@ import grpc
 from journeys.conversions.v1 import service_pb2 as pb
 from journeys.conversions.v1 import service_pb2_grpc
 
-from bench.ingest import fresh_database
+from bench.ingest import drop_database, fresh_database
 from bench.tenant import (
     TenantSpec,
     add_size_arguments,
@@ -272,11 +272,7 @@ async def run_size(admin_url: str, spec: TenantSpec, calls: int, warmup: int, ke
         if keep:
             print(f"kept database {name}")
         else:
-            admin = await asyncpg.connect(admin_url)
-            try:
-                await admin.execute(f'drop database if exists "{name}" with (force)')
-            finally:
-                await admin.close()
+            await drop_database(admin_url, url)
     return Result(loaded.counts, loaded.load_seconds, loaded.rebuild_seconds, size, timings)
 
 

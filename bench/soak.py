@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import grpc
 from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
-from bench.ingest import fresh_database
+from bench.ingest import drop_database, fresh_database
 from tests.builders import define_journey, goal, message, tenant, ts
 from tests.processes import serve
 
@@ -150,11 +149,7 @@ async def soak(admin_url: str, seconds: float, clients: int) -> Soaked:
                 await asyncio.gather(*workers)
                 samples.append((time.monotonic() - started, rss_mib(pid)))
     finally:
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'drop database if exists "{url.rsplit("/", 1)[1]}" with (force)')
-        finally:
-            await admin.close()
+        await drop_database(admin_url, url)
     return Soaked(samples, codes)
 
 

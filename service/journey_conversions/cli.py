@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from journey_conversions import cli_import, cli_keys, cli_report, db, logs
 from journey_conversions import config as config_module
-from journey_conversions.embedded_pg import EmbeddedPostgres
+from journey_conversions.embedded_pg import postgres_url
 from journey_conversions.logs import log
 from journey_conversions.store import rebuild
 
@@ -18,19 +18,11 @@ from journey_conversions.store import rebuild
 async def _migrate(config: config_module.Config, rebuild_tenants: list[str] | None) -> None:
     """Applies pending migrations; with `rebuild_tenants` ([] for every tenant), then rebuilds
     those tenants' derived rows from their raw rows."""
-    embedded = None
-    url = config.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(config.data_dir)
-        url = embedded.start()
-    try:
+    with postgres_url(config.database_url, config.data_dir) as url:
         applied = await db.migrate(url)
         log.info("migrated", applied=applied)
         if rebuild_tenants is not None:
             await _rebuild(url, rebuild_tenants)
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 async def _rebuild(url: str, tenants: list[str]) -> None:

@@ -21,12 +21,11 @@ history, and the tenant's derived rows are rebuilt at the end (as `rebuild --ten
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,9 +35,8 @@ import asyncpg
 from google.protobuf.message import Message
 from journeys.conversions.v1 import events_pb2
 
-from journey_conversions import clock, db, domain, import_rows, parse
-from journey_conversions.config import SETTINGS, default_data_dir
-from journey_conversions.embedded_pg import EmbeddedPostgres
+from journey_conversions import cli_database, clock, db, domain, import_rows, parse
+from journey_conversions.config import SETTINGS
 from journey_conversions.errors import InvalidArgument, ServiceError
 from journey_conversions.store import ingest, rebuild
 
@@ -84,10 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept event times older than the allowed lateness; refused on a live tenant"
         " (data within the allowed lateness); rebuilds the tenant's derived rows at the end",
     )
-    parser.add_argument(
-        "--database-url", help="Postgres URL ($DATABASE_URL; none: the embedded Postgres)"
-    )
-    parser.add_argument("--data-dir", help="embedded Postgres data directory ($JC_DATA_DIR)")
+    cli_database.add_arguments(parser)
     parser.add_argument(
         "--allowed-lateness-days",
         type=float,
@@ -139,8 +134,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     rejected_path = args.rejected or source.with_name(source.name + ".rejected.ndjson")
     job = Job(args.kind, args.tenant, source, form, rejected_path, args.batch_size, args.history)
-    url = args.database_url or os.environ.get("DATABASE_URL") or None
-    data_dir = Path(args.data_dir or os.environ.get("JC_DATA_DIR") or default_data_dir(os.environ))
     try:
         total = import_rows.count_rows(form, source)
     except (OSError, UnicodeDecodeError) as error:
@@ -152,9 +145,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The files are opened here, not on the event loop (the import is the only work there).
     try:
         with out, import_rows.open_text(source) as stream:
-            summary = _with_pool(
-                url, data_dir, lambda pool: job.run(pool, policy, stream, out, total)
-            )
+
+            async def work(url: str) -> Summary:
+                pool = await db.create_pool(url, 1, 2)
+                try:
+                    return await job.run(pool, policy, stream, out, total)
+                finally:
+                    await pool.close()
+
+            summary = cli_database.run_migrated(args, work)
     except Refused as error:
         print(f"journey-conversions import: {error}", file=sys.stderr)
         return 2
@@ -179,31 +178,6 @@ def _format_of(path: Path) -> str | None:
     if suffix == ".csv":
         return "csv"
     return None
-
-
-def _with_pool(
-    url: str | None, data_dir: Path, work: Callable[[asyncpg.Pool], Awaitable[Summary]]
-) -> Summary:
-    """`work` on a pool of the database (migrated first), as cli_keys does for a connection."""
-    embedded = None
-    if url is None:
-        embedded = EmbeddedPostgres(data_dir)
-        url = embedded.start()
-    try:
-
-        async def main() -> Summary:
-            assert url is not None
-            await db.migrate(url)
-            pool = await db.create_pool(url, 1, 2)
-            try:
-                return await work(pool)
-            finally:
-                await pool.close()
-
-        return asyncio.run(main())
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 # --- parsing and writing --------------------------------------------------------------------

@@ -4,31 +4,20 @@ database (an operator's task: no RPC can create or list keys)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
-from journey_conversions import db, parse
-from journey_conversions.config import default_data_dir
-from journey_conversions.embedded_pg import EmbeddedPostgres
+from journey_conversions import cli_database, parse
 from journey_conversions.errors import InvalidArgument
 from journey_conversions.keys import Scope
 from journey_conversions.store import api_keys
 
-T = TypeVar("T")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url", help="Postgres URL ($DATABASE_URL; none: the embedded Postgres)"
-    )
-    parser.add_argument("--data-dir", help="embedded Postgres data directory ($JC_DATA_DIR)")
+    cli_database.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     actions = parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key (shown once)")
@@ -53,34 +42,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parse.tenant(args.tenant, "")
         except InvalidArgument:
             parser.error("--tenant must be 1-64 letters, digits, '_', '.' or '-'")
-    url = args.database_url or os.environ.get("DATABASE_URL") or None
-    data_dir = Path(args.data_dir or os.environ.get("JC_DATA_DIR") or default_data_dir(os.environ))
     action = {"create": _create, "list": _list, "revoke": _revoke}[args.action]
-    return _with_database(url, data_dir, lambda conn: action(conn, args))
 
+    async def work(url: str) -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return await action(conn, args)
+        finally:
+            await conn.close()
 
-def _with_database(
-    url: str | None, data_dir: Path, work: Callable[[asyncpg.Connection], Awaitable[int]]
-) -> int:
-    embedded = None
-    if url is None:
-        embedded = EmbeddedPostgres(data_dir)
-        url = embedded.start()
-    try:
-
-        async def main() -> int:
-            assert url is not None
-            await db.migrate(url)
-            conn = await asyncpg.connect(url)
-            try:
-                return await work(conn)
-            finally:
-                await conn.close()
-
-        return asyncio.run(main())
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    return cli_database.run_migrated(args, work)
 
 
 def _described(key: api_keys.StoredKey) -> dict[str, Any]:

@@ -7,6 +7,8 @@ restarts; a server left running by a killed process is reused or restarted by th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,3 +34,17 @@ class EmbeddedPostgres:
             self._server.stop()
             self._server.cleanup()
             self._server = None
+
+
+@contextlib.contextmanager
+def postgres_url(url: str | None, data_dir: Path) -> Iterator[str]:
+    """`url`; or, when there is none, an embedded Postgres in `data_dir`, started for the block
+    and stopped after it."""
+    if url is not None:
+        yield url
+        return
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()

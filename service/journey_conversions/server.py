@@ -20,7 +20,7 @@ from journey_conversions.auth import Authenticator, DevelopmentAuthenticator, Ke
 from journey_conversions.clock import TimePolicy
 from journey_conversions.config import Config, ConfigError
 from journey_conversions.db_watch import DatabaseWatch
-from journey_conversions.embedded_pg import EmbeddedPostgres
+from journey_conversions.embedded_pg import postgres_url
 from journey_conversions.logs import log
 from journey_conversions.notifier import Notifier
 from journey_conversions.registration import add_service
@@ -160,13 +160,9 @@ async def _watch_pool(pool: asyncpg.Pool) -> None:
 async def serve(config: Config) -> None:
     logs.configure(config.log_format, config.log_level)
     check_auth(config)
-    embedded: EmbeddedPostgres | None = None
-    url = config.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(config.data_dir)
-        url = embedded.start()
-        log.info("embedded postgres started", data_dir=str(config.data_dir))
-    try:
+    with postgres_url(config.database_url, config.data_dir) as url:
+        if config.database_url is None:
+            log.info("embedded postgres started", data_dir=str(config.data_dir))
         await db.migrate(url)
         app = await build(config, url)
         if config.metrics_listen:
@@ -192,6 +188,3 @@ async def serve(config: Config) -> None:
         watcher.cancel()
         await app.stop(config.grace_seconds, config.drain_seconds)
         log.info("stopped")
-    finally:
-        if embedded is not None:
-            embedded.stop()

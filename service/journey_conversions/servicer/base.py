@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -23,6 +24,12 @@ from journey_conversions.store import ingest, requests
 Resp = TypeVar("Resp", bound=Message)
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Message)
+_Written = TypeVar("_Written")
+# A store function writing many items of one kind in the caller's transaction, one result per
+# item: store.ingest.record_touchpoints, record_goal_events, enter_enrollments, exit_enrollments.
+ItemWriter = Callable[
+    [asyncpg.Connection, str, Sequence[_Written], datetime], Awaitable[list[ingest.ItemResult]]
+]
 
 
 def count_events(kind: str, results: Sequence[ingest.ItemResult]) -> None:
@@ -95,6 +102,18 @@ class ServicerBase(HasCallSettings):
         self.admission = admission if admission is not None else Admission(DEFAULT_LIMITS)
         self.notifier = notifier
         self.stopping = asyncio.Event()
+
+    async def _write_items(
+        self, call: Call, kind: str, items: Sequence[_Written], write: ItemWriter[_Written]
+    ) -> list[ingest.ItemResult]:
+        """Writes parsed items in one transaction; one result per item, counted by kind."""
+
+        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
+            return await write(conn, call.tenant_id, items, call.horizon)
+
+        results = await db.transaction(self.pool, work)
+        count_events(kind, results)
+        return results
 
     async def _idempotent(
         self,

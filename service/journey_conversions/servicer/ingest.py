@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -15,6 +14,7 @@ from journey_conversions.calls import Call, rpc
 from journey_conversions.clock import Bounds
 from journey_conversions.errors import under
 from journey_conversions.servicer.base import (
+    ItemWriter,
     ServicerBase,
     answer_batch,
     count_events,
@@ -24,24 +24,9 @@ from journey_conversions.store import ingest, queries
 
 _Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
 _Message = TypeVar("_Message", events_pb2.Touchpoint, events_pb2.GoalEvent)
-_Recorder = Callable[
-    [asyncpg.Connection, str, Sequence[_Item], datetime], Awaitable[list[ingest.ItemResult]]
-]
 
 
 class IngestRpcs(ServicerBase):
-    async def _record(
-        self, call: Call, kind: str, items: list[_Item], record: _Recorder[_Item]
-    ) -> list[ingest.ItemResult]:
-        """Writes parsed items in one transaction; one result per item."""
-
-        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
-            return await record(conn, call.tenant_id, items, call.horizon)
-
-        results = await db.transaction(self.pool, work)
-        count_events(kind, results)
-        return results
-
     async def _record_batch(
         self,
         call: Call,
@@ -49,13 +34,13 @@ class IngestRpcs(ServicerBase):
         field: str,
         items: Sequence[_Message],
         parse_item: Callable[[parse.Checker, _Message, Bounds], _Item | None],
-        record: _Recorder[_Item],
+        record: ItemWriter[_Item],
     ) -> list[events_pb2.ItemResult]:
         """Parses each item on its own, writes the valid ones together, and answers for every
         item in request order: a bad item does not sink the batch."""
 
         async def write(parsed: list[_Item]) -> list[ingest.ItemResult]:
-            return await self._record(call, kind, parsed, record)
+            return await self._write_items(call, kind, parsed, record)
 
         return await answer_batch(call, field, items, _event_id, parse_item, write)
 
@@ -64,7 +49,9 @@ class IngestRpcs(ServicerBase):
         self, request: pb.RecordTouchpointRequest, call: Call
     ) -> pb.RecordTouchpointResponse:
         touchpoint = parse_required("touchpoint", request.touchpoint, parse.touchpoint, call.bounds)
-        (result,) = await self._record(call, "touchpoint", [touchpoint], ingest.record_touchpoints)
+        (result,) = await self._write_items(
+            call, "touchpoint", [touchpoint], ingest.record_touchpoints
+        )
         if result.error is not None:
             raise under("touchpoint", result.error)
         return pb.RecordTouchpointResponse(touchpoint=render.touchpoint(touchpoint))

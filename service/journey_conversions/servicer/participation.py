@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -13,6 +11,7 @@ from journeys.conversions.v1 import service_pb2 as pb
 from journey_conversions import db, domain, pagination, parse, render
 from journey_conversions.calls import Call, rpc
 from journey_conversions.servicer.base import (
+    ItemWriter,
     ServicerBase,
     answer_batch,
     count_events,
@@ -21,10 +20,6 @@ from journey_conversions.servicer.base import (
 from journey_conversions.store import ingest
 
 _Participation = TypeVar("_Participation", domain.Enrollment, domain.EnrollmentExit)
-_Writer = Callable[
-    [asyncpg.Connection, str, Sequence[_Participation], datetime],
-    Awaitable[list[ingest.ItemResult]],
-]
 
 
 def parse_exit(
@@ -50,24 +45,8 @@ class ParticipationRpcs(ServicerBase):
     functions (store.ingest.enter_enrollments and exit_enrollments), so an item of a batch
     gets exactly what the unary call would have answered."""
 
-    async def _participate(
-        self,
-        call: Call,
-        kind: str,
-        items: list[_Participation],
-        write: _Writer[_Participation],
-    ) -> list[ingest.ItemResult]:
-        """Writes parsed entries or exits in one transaction; one result per item."""
-
-        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
-            return await write(conn, call.tenant_id, items, call.horizon)
-
-        results = await db.transaction(self.pool, work)
-        count_events(kind, results)
-        return results
-
     async def _one(
-        self, call: Call, kind: str, item: _Participation, write: _Writer[_Participation]
+        self, call: Call, kind: str, item: _Participation, write: ItemWriter[_Participation]
     ) -> events_pb2.Enrollment:
         """The unary call: a batch of one whose rejection is the call's error, answered with
         the enrollment as stored, read in the same transaction."""
@@ -100,7 +79,7 @@ class ParticipationRpcs(ServicerBase):
         self, request: pb.BatchEnterJourneyRequest, call: Call
     ) -> pb.BatchEnterJourneyResponse:
         async def write(items: list[domain.Enrollment]) -> list[ingest.ItemResult]:
-            return await self._participate(call, "enrollment", items, ingest.enter_enrollments)
+            return await self._write_items(call, "enrollment", items, ingest.enter_enrollments)
 
         results = await answer_batch(
             call, "enrollments", request.enrollments, _enrollment_id, parse.enrollment, write
@@ -123,7 +102,7 @@ class ParticipationRpcs(ServicerBase):
         self, request: pb.BatchExitJourneyRequest, call: Call
     ) -> pb.BatchExitJourneyResponse:
         async def write(items: list[domain.EnrollmentExit]) -> list[ingest.ItemResult]:
-            return await self._participate(call, "exit", items, ingest.exit_enrollments)
+            return await self._write_items(call, "exit", items, ingest.exit_enrollments)
 
         results = await answer_batch(
             call, "exits", request.exits, _enrollment_id, parse_exit, write
