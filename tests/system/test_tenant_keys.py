@@ -792,7 +792,12 @@ _MUTATIONS = (
         "from touchpoints\n        where tenant_id = $1 and",
         "from touchpoints\n        where",
     ),
-    ("report_enrollments.sql", "where t.tenant_id = $1 and", "where"),
+    ("report_engaged_before.sql", "where t.tenant_id = $1 and", "where"),
+    (
+        "report_enrollments.sql",
+        "join enrollments e on e.tenant_id = $1 and",
+        "join enrollments e on",
+    ),
     (
         "insert_touchpoints.sql",
         "join enrollments e on e.tenant_id = $1 and",
@@ -802,7 +807,12 @@ _MUTATIONS = (
     ("upsert_awards.sql", "insert into awards (\n    tenant_id, ", "insert into awards ("),
     ("touchpoint_counts_rebuild.sql", "where tenant_id = $1", "where true"),
     ("report_awards.sql", "where tenant_id = $1 and", "where tenant_id = $1 or"),
-    ("report_reach.sql", "where r.tenant_id = $1 and", "where (r.tenant_id = $1 or r.holdout) and"),
+    (
+        "report_reach.sql",
+        "join enrollment_reach r on r.tenant_id = $1 and",
+        "join enrollment_reach r on",
+    ),
+    ("report_reach.sql", "where c.tenant_id = $1 and", "where (c.tenant_id = $1 or c.holdout) and"),
     ("select * from api_keys where $1::text is null or tenant_id = $1", "", ""),
     (
         "select exists (select 1 from goal_events where tenant_id = $1 and contact_id = $2)"
@@ -832,6 +842,7 @@ _MUTATION_TABLES = {
     "step_marks",
     "touchpoint_counts",
     "touchpoints",
+    "cohort_counts",
     "enrollment_reach",
 }
 

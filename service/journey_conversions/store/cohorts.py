@@ -1,8 +1,8 @@
 """Reading a report's participation and cohort (the enrollments that entered in its range) from
-the per-enrollment facts that writes keep (migration 0002): one pass over the journey's
-enrollments, the cohort's awards (which carry their enrollment's entry, migration 0003), and the
-steps and paths they reached; touchpoints only for an enrollment first touched before the range
-(to know whether it was engaged in it)."""
+the cohort counts that writes keep per day (migration 0005) and the few enrollments they count
+wrongly for the range, the cohort's awards (which carry their enrollment's entry, migration
+0003), and the steps and paths they reached; touchpoints only for an active enrollment first
+touched before the range (to know whether it was engaged in it)."""
 
 from __future__ import annotations
 
@@ -57,20 +57,14 @@ async def read(
     its conversions took and their value."""
     found = CohortRows()
     shown = found.participation
-    for row in await conn.fetch(
-        sql.statement("report_enrollments"),
-        tenant_id,
-        q.journey_id,
-        q.start,
-        q.end,
-        exclude_machine_opens,
-    ):
+    args = (tenant_id, q.journey_id, q.start, q.end, exclude_machine_opens)
+    for row in await conn.fetch(sql.statement("report_enrollments"), *args):
         version = row["version"]
         if not row["holdout"] and q.version in (0, version):
             shown.entered += row["entered"]
             shown.active += row["active"]
             shown.exited += row["exited"]
-            shown.engaged += row["active_engaged"]
+            shown.engaged += row["first_touched"]
         arm = ArmCounts(
             row["entered"],
             row["engaged"],
@@ -82,6 +76,9 @@ async def read(
         found.counts[version] = (
             VersionCounts(both.treated, arm) if row["holdout"] else VersionCounts(arm, both.holdout)
         )
+    for row in await conn.fetch(sql.statement("report_engaged_before"), *args):
+        if not row["holdout"] and q.version in (0, row["version"]):
+            shown.engaged += row["engaged"]
     if not q.full:
         return found
     for row in await conn.fetch(

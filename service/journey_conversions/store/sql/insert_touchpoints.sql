@@ -23,8 +23,8 @@ counted as (
         set touchpoints = touchpoint_counts.touchpoints + excluded.touchpoints
 ),
 touched as (
-    select e.enrollment_id, e.journey_id, e.version, e.enter_time, e.holdout, new.message_id,
-        new.occur_time, new.machine_open
+    select e.enrollment_id, e.journey_id, e.version, e.enter_time, e.holdout, e.converted_time,
+        new.message_id, new.occur_time, new.machine_open
     from new
     join enrollments e on e.tenant_id = $1 and e.contact_id = new.contact_id
         and e.journey_id = new.journey_id and e.enter_time <= new.occur_time
@@ -47,9 +47,9 @@ engaged as (
 ),
 reached as (
     insert into enrollment_reach (tenant_id, enrollment_id, segment, key, journey_id, version,
-        enter_time, holdout, first_time)
+        enter_time, holdout, converted_time, first_time)
     select $1, t.enrollment_id, s.segment, s.key, t.journey_id, t.version, t.enter_time,
-        t.holdout, min(t.occur_time)
+        t.holdout, t.converted_time, min(t.occur_time)
     from touched t
     cross join lateral (
         select m.step_id, m.path from journey_messages m
@@ -59,7 +59,8 @@ reached as (
     ) m
     cross join lateral (values (1::smallint, m.step_id), (2::smallint, m.path)) as s(segment, key)
     where s.key <> ''
-    group by t.enrollment_id, s.segment, s.key, t.journey_id, t.version, t.enter_time, t.holdout
+    group by t.enrollment_id, s.segment, s.key, t.journey_id, t.version, t.enter_time, t.holdout,
+        t.converted_time
     on conflict (tenant_id, enrollment_id, segment, key) do update
         set first_time = excluded.first_time
         where enrollment_reach.first_time > excluded.first_time

@@ -3,9 +3,9 @@
 -- for a rebuild. See enrollment_reach in migration 0002 for which step a message is on.
 -- $1 tenant; $2 enrollment ids.
 insert into enrollment_reach (tenant_id, enrollment_id, segment, key, journey_id, version,
-    enter_time, holdout, first_time)
+    enter_time, holdout, converted_time, first_time)
 select $1, p.enrollment_id, s.segment, s.key, p.journey_id, p.version, p.enter_time, p.holdout,
-    min(t.occur_time)
+    p.converted_time, min(t.occur_time)
 from enrollments p
 join touchpoints t on t.tenant_id = $1 and t.contact_id = p.contact_id
     and t.journey_id = p.journey_id and t.occur_time >= p.enter_time
@@ -18,4 +18,5 @@ cross join lateral (
 ) m
 cross join lateral (values (1::smallint, m.step_id), (2::smallint, m.path)) as s(segment, key)
 where p.tenant_id = $1 and p.enrollment_id = any($2::text[]) and s.key <> ''
-group by p.enrollment_id, s.segment, s.key, p.journey_id, p.version, p.enter_time, p.holdout
+group by p.enrollment_id, s.segment, s.key, p.journey_id, p.version, p.enter_time, p.holdout,
+    p.converted_time

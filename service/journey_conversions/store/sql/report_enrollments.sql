@@ -1,35 +1,62 @@
--- One pass over the journey's enrollments that entered before the range [$3, $4) ends, per
--- version and arm (treated or holdout), for both the participation summary and the cohort:
---   participation in the range: active (entered before its end, not exited before its start),
---   exited in it, and engaged (active, and touched in the range while enrolled). Engaged reads
---   the first-touch facts: a first touch in the range decides it; only an enrollment first
---   touched before the range needs its touchpoints looked at, which never happens for a range
---   that starts before its entry (such as all time);
---   the cohort (entered in the range): entered, engaged (first touched before the end),
---   converted (goal conversion awarded before the end), both, and goal met before the end.
+-- The journey's enrollments per version and arm (treated or holdout), for both the
+-- participation summary and the cohort of the range [$3, $4), from the cohort counts (migration
+-- 0005), each figure a count of one fact (enrollment_facts) whose basis lies in an interval and
+-- that holds before $4:
+--   participation: active = entered before $4 less exited before $3; exited in the range;
+--   first touched in the range (the engaged among the active, with report_engaged_before.sql);
+--   the cohort (entered in the range): entered, engaged, converted, converted and engaged, goal
+--   met.
+-- The counts hold whole UTC days, every fact counted whatever its time. The enrollments they
+-- count wrongly for this range are read themselves: those with a basis in the partial day at
+-- the range's start, or any fact on or after the day of its end. Each adds what it counts for
+-- in the range and takes away what the counts hold of it (any other enrollment would add and
+-- take away the same, so reading more than these changes nothing).
 -- $1 tenant; $2 journey; $5 whether machine-generated opens are excluded. Every version is
 -- counted (the cohort's baseline may be one not asked for): the caller picks the versions.
-select e.version, e.holdout,
-    count(*) filter (where e.exit_time is null or e.exit_time >= $3) as active,
-    count(*) filter (where e.exit_time >= $3 and e.exit_time < $4) as exited,
-    count(*) filter (where (e.exit_time is null or e.exit_time >= $3) and (
-        (first.at >= $3 and first.at < $4)
-        or (coalesce(first.at < $3, false) and exists (
-            select 1 from touchpoints t
-            where t.tenant_id = $1 and t.contact_id = e.contact_id and t.journey_id = $2
-                and t.occur_time >= $3 and t.occur_time < $4
-                and (e.exit_time is null or t.occur_time <= e.exit_time)
-                and not (t.machine_generated and t.action = 2 and $5))))) as active_engaged,
-    count(*) filter (where e.enter_time >= $3) as entered,
-    count(*) filter (where e.enter_time >= $3 and first.at < $4) as engaged,
-    count(a.award_time) filter (where e.enter_time >= $3) as converted,
-    count(a.award_time) filter (where e.enter_time >= $3 and first.at < $4) as converted_engaged,
-    count(*) filter (where e.enter_time >= $3 and e.goal_met_time < $4) as goal_met
-from enrollments e
-cross join lateral (
-    select case when $5 then e.first_human_touch_time else e.first_touch_time end as at
-) first
-left join awards a on a.tenant_id = $1 and a.journey_id = $2
-    and a.enrollment_id = e.enrollment_id and a.conversion_id = '' and a.award_time < $4
-where e.tenant_id = $1 and e.journey_id = $2 and e.enter_time < $4
-group by e.version, e.holdout
+with days as materialized (
+    select report_day($3) as start_day, report_day($3) + interval '24 hours' as start_day_end,
+        report_day($4) as end_day
+),
+counted as (
+    -- counts of one (day, fact, version, arm, shard) fit an integer, so their sums fit a bigint
+    select c.version, c.holdout, c.fact, c.n::integer,
+        c.day >= $3 and c.day + interval '24 hours' <= $4 as in_range,
+        c.day + interval '24 hours' <= $3 as before_start,
+        c.day + interval '24 hours' <= $4 as before_end
+    from cohort_counts c
+    where c.tenant_id = $1 and c.journey_id = $2 and c.day < $4 and c.key = ''
+    union all
+    select e.version, e.holdout, f.fact, s.n, s.in_range, s.before_start, s.before_end
+    from days d
+    join enrollments e on e.tenant_id = $1 and e.journey_id = $2 and (
+        e.fact_time >= d.end_day
+        or (e.enter_time >= d.start_day and e.enter_time < d.start_day_end)
+        or (e.exit_time >= d.start_day and e.exit_time < d.start_day_end)
+        or (e.first_touch_time >= d.start_day and e.first_touch_time < d.start_day_end)
+        or (e.first_human_touch_time >= d.start_day
+            and e.first_human_touch_time < d.start_day_end))
+    cross join lateral enrollment_facts(e.enter_time, e.exit_time, e.first_touch_time,
+        e.first_human_touch_time, e.goal_met_time, e.converted_time) f
+    cross join lateral (values
+        (1, f.basis >= $3 and f.basis < $4 and f.since < $4, f.basis < $3 and f.since < $4,
+            f.basis < $4 and f.since < $4),
+        (-1, report_day(f.basis) >= $3 and report_day(f.basis) + interval '24 hours' <= $4,
+            report_day(f.basis) + interval '24 hours' <= $3,
+            report_day(f.basis) + interval '24 hours' <= $4)
+    ) as s(n, in_range, before_start, before_end)
+)
+select version, holdout,
+    sum(case when fact = 1 and before_end then n when fact = 20 and before_start then -n
+        else 0 end) as active,
+    sum(case when fact = 20 and in_range then n else 0 end) as exited,
+    sum(case when fact = (case when $5 then 22 else 21 end) and in_range then n else 0 end)
+        as first_touched,
+    sum(case when fact = 1 and in_range then n else 0 end) as entered,
+    sum(case when fact = (case when $5 then 3 else 2 end) and in_range then n else 0 end)
+        as engaged,
+    sum(case when fact = 4 and in_range then n else 0 end) as converted,
+    sum(case when fact = (case when $5 then 6 else 5 end) and in_range then n else 0 end)
+        as converted_engaged,
+    sum(case when fact = 7 and in_range then n else 0 end) as goal_met
+from counted
+group by version, holdout
