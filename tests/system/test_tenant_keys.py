@@ -422,7 +422,8 @@ GLOBAL_STATEMENTS = (
     ),
     Global(
         r"set transaction isolation level repeatable read, read only"
-        r"|set local plan_cache_mode = force_custom_plan",
+        r"|set local plan_cache_mode = force_custom_plan"
+        r"|set local jit = off",
         "a report's snapshot and planner setting (store/reports.py): no rows",
     ),
     Global(
@@ -795,8 +796,8 @@ _MUTATIONS = (
     ("report_engaged_before.sql", "where t.tenant_id = $1 and", "where"),
     (
         "report_enrollments.sql",
-        "join enrollments e on e.tenant_id = $1 and",
-        "join enrollments e on",
+        "where e.tenant_id = $1 and",
+        "where",
     ),
     (
         "insert_touchpoints.sql",
@@ -809,8 +810,8 @@ _MUTATIONS = (
     ("report_awards.sql", "where tenant_id = $1 and", "where tenant_id = $1 or"),
     (
         "report_reach.sql",
-        "join enrollment_reach r on r.tenant_id = $1 and",
-        "join enrollment_reach r on",
+        "where r.tenant_id = $1 and",
+        "where",
     ),
     ("report_reach.sql", "where c.tenant_id = $1 and", "where (c.tenant_id = $1 or c.holdout) and"),
     ("select * from api_keys where $1::text is null or tenant_id = $1", "", ""),

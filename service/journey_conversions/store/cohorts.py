@@ -58,7 +58,7 @@ async def read(
     found = CohortRows()
     shown = found.participation
     args = (tenant_id, q.journey_id, q.start, q.end, exclude_machine_opens)
-    for row in await conn.fetch(sql.statement("report_enrollments"), *args):
+    for row in await conn.fetch(sql.statement("report_enrollments"), *args, *q.start_day()):
         version = row["version"]
         if not row["holdout"] and q.version in (0, version):
             shown.entered += row["entered"]
@@ -112,7 +112,7 @@ async def segments(
         return found.setdefault(segment, {}).setdefault(key, SegmentFigures(key))
 
     args = q.cohort_args(tenant_id)
-    for row in await conn.fetch(sql.statement("report_reach"), *args):
+    for row in await conn.fetch(sql.statement("report_reach"), *args, *q.start_day()):
         segment = figures(row["segment"], row["key"])
         segment.reached, segment.converted = row["reached"], row["converted"]
     for row in await conn.fetch(sql.statement("report_segment_awards"), *args):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -28,3 +28,9 @@ class ReportQuery:
         """The first five arguments of the cohort statements: tenant, journey, the entry range
         [start, end), and version."""
         return (tenant_id, self.journey_id, self.start, self.end, self.version)
+
+    def start_day(self) -> tuple[datetime, datetime]:
+        """The UTC day holding the start, as [from, to): report_day in SQL (migration 0005).
+        The cohort counts hold whole days; a report reads this one's enrollments itself."""
+        day = self.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return day, day + timedelta(days=1)

@@ -6,44 +6,45 @@
 --   first touched in the range (the engaged among the active, with report_engaged_before.sql);
 --   the cohort (entered in the range): entered, engaged, converted, converted and engaged, goal
 --   met.
--- The counts hold whole UTC days, every fact counted whatever its time. The enrollments they
--- count wrongly for this range are read themselves: those with a basis in the partial day at
--- the range's start, or any fact on or after the day of its end. Each adds what it counts for
--- in the range and takes away what the counts hold of it (any other enrollment would add and
--- take away the same, so reading more than these changes nothing).
--- $1 tenant; $2 journey; $5 whether machine-generated opens are excluded. Every version is
--- counted (the cohort's baseline may be one not asked for): the caller picks the versions.
-with days as materialized (
-    select report_day($3) as start_day, report_day($3) + interval '24 hours' as start_day_end,
-        report_day($4) as end_day
-),
-counted as (
+-- The counts hold UTC days: each fact counted, whatever its time, on the day of its basis. They
+-- are taken for the days from the first whole one in the range to the one holding its end
+-- (partial: for a range ending now, its facts are all before the end). The enrollments they
+-- count wrongly for the range are read themselves: those with a basis in the partial day at
+-- the range's start, or any fact at or after its end (for a range ending now: hardly any).
+-- Each adds what it counts for in the range and takes away what the counts hold of it; an
+-- enrollment read needlessly adds and takes away the same.
+-- $1 tenant; $2 journey; $5 whether machine-generated opens are excluded; [$6, $7) the UTC day
+-- holding $3 (report_day, given so that the planner reads the enrollments through their
+-- indexes). Every version is counted (the cohort's baseline may be one not asked for): the
+-- caller picks the versions.
+with counted as (
     -- counts of one (day, fact, version, arm, shard) fit an integer, so their sums fit a bigint
     select c.version, c.holdout, c.fact, c.n::integer,
-        c.day >= $3 and c.day + interval '24 hours' <= $4 as in_range,
+        c.day >= $3 and c.day < $4 as in_range,
         c.day + interval '24 hours' <= $3 as before_start,
-        c.day + interval '24 hours' <= $4 as before_end
+        c.day < $4 as before_end
     from cohort_counts c
     where c.tenant_id = $1 and c.journey_id = $2 and c.day < $4 and c.key = ''
     union all
     select e.version, e.holdout, f.fact, s.n, s.in_range, s.before_start, s.before_end
-    from days d
-    join enrollments e on e.tenant_id = $1 and e.journey_id = $2 and (
-        e.fact_time >= d.end_day
-        or (e.enter_time >= d.start_day and e.enter_time < d.start_day_end)
-        or (e.exit_time >= d.start_day and e.exit_time < d.start_day_end)
-        or (e.first_touch_time >= d.start_day and e.first_touch_time < d.start_day_end)
-        or (e.first_human_touch_time >= d.start_day
-            and e.first_human_touch_time < d.start_day_end))
+    from enrollments e
     cross join lateral enrollment_facts(e.enter_time, e.exit_time, e.first_touch_time,
         e.first_human_touch_time, e.goal_met_time, e.converted_time) f
     cross join lateral (values
         (1, f.basis >= $3 and f.basis < $4 and f.since < $4, f.basis < $3 and f.since < $4,
             f.basis < $4 and f.since < $4),
-        (-1, report_day(f.basis) >= $3 and report_day(f.basis) + interval '24 hours' <= $4,
-            report_day(f.basis) + interval '24 hours' <= $3,
-            report_day(f.basis) + interval '24 hours' <= $4)
+        (-1, report_day(f.basis) >= $3 and report_day(f.basis) < $4,
+            report_day(f.basis) + interval '24 hours' <= $3, report_day(f.basis) < $4)
     ) as s(n, in_range, before_start, before_end)
+    where e.tenant_id = $1 and e.journey_id = $2 and (
+        e.fact_time >= $4
+        or (e.enter_time >= $6 and e.enter_time < $7)
+        or (e.exit_time >= $6 and e.exit_time < $7)
+        or (e.first_touch_time >= $6 and e.first_touch_time < $7)
+        or (e.first_human_touch_time >= $6 and e.first_human_touch_time < $7))
+        -- the only facts the counts can hold wrongly for this range (the others add and take
+        -- away the same)
+        and ((f.basis >= $6 and f.basis < $7) or f.basis >= $4 or f.since >= $4)
 )
 select version, holdout,
     sum(case when fact = 1 and before_end then n when fact = 20 and before_start then -n
