@@ -19,6 +19,12 @@ EVENTS = Counter(
 REJECTED = Counter(
     "jc_overload_rejections_total", "Calls refused RESOURCE_EXHAUSTED by a limit", ["limit"]
 )
+GROUP_COMMIT_ITEMS = Histogram(
+    "jc_group_commit_items",
+    "Unary writes per shared transaction (group_commit.py), by kind",
+    ["kind"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
+)
 POOL_IN_USE = Gauge("jc_db_pool_connections_in_use", "Database connections checked out")
 POOL_SIZE = Gauge("jc_db_pool_connections", "Database connections open")
 

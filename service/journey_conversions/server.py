@@ -53,6 +53,7 @@ class App:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(grace - drain)
+        await self.servicer.group_commit.drain()  # batches of calls cut off by the grace
         await self.notifier.stop()
         await self.pool.close()
 

@@ -18,6 +18,7 @@ from journey_conversions.auth import Authenticator
 from journey_conversions.calls import Call, HasCallSettings
 from journey_conversions.clock import Bounds, TimePolicy
 from journey_conversions.errors import InvalidArgument, ServiceError, under
+from journey_conversions.group_commit import GroupCommit
 from journey_conversions.notifier import Notifier
 from journey_conversions.store import ingest, requests
 
@@ -86,7 +87,8 @@ async def answer_batch(
 
 
 class ServicerBase(HasCallSettings):
-    """The pool, time policy, authenticator, notifier and stopping event of the servicer."""
+    """The pool, time policy, authenticator, notifier, group commit and stopping event of the
+    servicer."""
 
     def __init__(
         self,
@@ -101,6 +103,7 @@ class ServicerBase(HasCallSettings):
         self.authenticator = authenticator
         self.admission = admission if admission is not None else Admission(DEFAULT_LIMITS)
         self.notifier = notifier
+        self.group_commit = GroupCommit(pool)
         self.stopping = asyncio.Event()
 
     async def _write_items(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
 from journeys.conversions.v1 import events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db, domain, parse, render
+from journey_conversions import domain, parse, render
 from journey_conversions.calls import Call, rpc
 from journey_conversions.clock import Bounds
 from journey_conversions.errors import under
@@ -49,9 +50,10 @@ class IngestRpcs(ServicerBase):
         self, request: pb.RecordTouchpointRequest, call: Call
     ) -> pb.RecordTouchpointResponse:
         touchpoint = parse_required("touchpoint", request.touchpoint, parse.touchpoint, call.bounds)
-        (result,) = await self._write_items(
-            call, "touchpoint", [touchpoint], ingest.record_touchpoints
+        result = await self.group_commit.write(
+            "touchpoint", call.tenant_id, touchpoint, call.horizon, ingest.record_touchpoints
         )
+        count_events("touchpoint", [result])
         if result.error is not None:
             raise under("touchpoint", result.error)
         return pb.RecordTouchpointResponse(touchpoint=render.touchpoint(touchpoint))
@@ -75,18 +77,9 @@ class IngestRpcs(ServicerBase):
         self, request: pb.RecordGoalEventRequest, call: Call
     ) -> pb.RecordGoalEventResponse:
         event = parse_required("goal_event", request.goal_event, parse.goal_event, call.bounds)
-
-        async def work(
-            conn: asyncpg.Connection,
-        ) -> tuple[ingest.ItemResult, domain.Outcome | None]:
-            """The event and its outcome in one transaction: the outcome read is the one
-            this write (or the first write of this id) committed with."""
-            (result,) = await ingest.record_goal_events(conn, call.tenant_id, [event], call.horizon)
-            if result.error is not None:
-                return result, None
-            return result, await queries.stored_outcome(conn, call.tenant_id, event.event_id)
-
-        result, outcome = await db.transaction(self.pool, work)
+        result, outcome = await self.group_commit.write(
+            "goal_event", call.tenant_id, event, call.horizon, _record_goal_events_and_outcomes
+        )
         count_events("goal_event", [result])
         if result.error is not None:
             raise under("goal_event", result.error)
@@ -108,6 +101,23 @@ class IngestRpcs(ServicerBase):
             ingest.record_goal_events,
         )
         return pb.BatchRecordGoalEventsResponse(results=results)
+
+
+async def _record_goal_events_and_outcomes(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    events: Sequence[domain.GoalEvent],
+    horizon: datetime,
+) -> list[tuple[ingest.ItemResult, domain.Outcome | None]]:
+    """The events written, each with the outcome read back in the same transaction: the one
+    this write (or the first write of its id) committed with."""
+    results = await ingest.record_goal_events(conn, tenant_id, events, horizon)
+    written = [e.event_id for e, r in zip(events, results, strict=True) if r.error is None]
+    outcomes = await queries.stored_outcomes(conn, tenant_id, written)
+    return [
+        (r, None if r.error else outcomes.get(e.event_id))
+        for e, r in zip(events, results, strict=True)
+    ]
 
 
 def _event_id(item: events_pb2.Touchpoint | events_pb2.GoalEvent) -> str:

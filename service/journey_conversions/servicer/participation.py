@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -10,6 +12,7 @@ from journeys.conversions.v1 import service_pb2 as pb
 
 from journey_conversions import db, domain, pagination, parse, render
 from journey_conversions.calls import Call, rpc
+from journey_conversions.group_commit import BatchWriter
 from journey_conversions.servicer.base import (
     ItemWriter,
     ServicerBase,
@@ -40,26 +43,52 @@ def _enrollment_id(item: events_pb2.Enrollment | events_pb2.EnrollmentExit) -> s
     return item.enrollment_id
 
 
+Stored = tuple[ingest.ItemResult, domain.Enrollment | None]
+
+
+def _and_stored(write: ItemWriter[_Participation]) -> BatchWriter[_Participation, Stored]:
+    """`write`, each result with its enrollment as stored, read in the same transaction."""
+
+    async def write_and_read(
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        items: Sequence[_Participation],
+        horizon: datetime,
+    ) -> list[Stored]:
+        results = await write(conn, tenant_id, items, horizon)
+        ids = [i.enrollment_id for i, r in zip(items, results, strict=True) if r.error is None]
+        stored = await ingest.get_enrollments(conn, tenant_id, ids)
+        return [
+            (r, None if r.error else stored[i.enrollment_id])
+            for i, r in zip(items, results, strict=True)
+        ]
+
+    return write_and_read
+
+
+# One writer per kind, as group commit wants.
+_ENTER = _and_stored(ingest.enter_enrollments)
+_EXIT = _and_stored(ingest.exit_enrollments)
+
+
 class ParticipationRpcs(ServicerBase):
-    """EnterJourney and ExitJourney are batches of one: the batch RPCs share their store
-    functions (store.ingest.enter_enrollments and exit_enrollments), so an item of a batch
-    gets exactly what the unary call would have answered."""
+    """EnterJourney and ExitJourney are batches of one, gathered with concurrent calls of their
+    kind by group commit: they share the batch RPCs' store functions (store.ingest.
+    enter_enrollments and exit_enrollments), so an item of a batch gets exactly what the unary
+    call would have answered."""
 
     async def _one(
-        self, call: Call, kind: str, item: _Participation, write: ItemWriter[_Participation]
+        self,
+        call: Call,
+        kind: str,
+        item: _Participation,
+        write: BatchWriter[_Participation, Stored],
     ) -> events_pb2.Enrollment:
-        """The unary call: a batch of one whose rejection is the call's error, answered with
-        the enrollment as stored, read in the same transaction."""
-
-        async def work(
-            conn: asyncpg.Connection,
-        ) -> tuple[ingest.ItemResult, domain.Enrollment | None]:
-            (result,) = await write(conn, call.tenant_id, [item], call.horizon)
-            if result.error is not None:
-                return result, None
-            return result, await ingest.get_enrollment(conn, call.tenant_id, item.enrollment_id)
-
-        result, stored = await db.transaction(self.pool, work)
+        """The unary call: its item's rejection is the call's error; answered with the
+        enrollment as stored."""
+        result, stored = await self.group_commit.write(
+            kind, call.tenant_id, item, call.horizon, write
+        )
         count_events(kind, [result])
         if result.error is not None:
             raise result.error
@@ -71,7 +100,7 @@ class ParticipationRpcs(ServicerBase):
         self, request: pb.EnterJourneyRequest, call: Call
     ) -> pb.EnterJourneyResponse:
         enrollment = parse_required("enrollment", request.enrollment, parse.enrollment, call.bounds)
-        stored = await self._one(call, "enrollment", enrollment, ingest.enter_enrollments)
+        stored = await self._one(call, "enrollment", enrollment, _ENTER)
         return pb.EnterJourneyResponse(enrollment=stored)
 
     @rpc
@@ -94,7 +123,7 @@ class ParticipationRpcs(ServicerBase):
         exit_ = parse_exit(checker, request, call.bounds)
         checker.raise_if_any()
         assert exit_ is not None
-        stored = await self._one(call, "exit", exit_, ingest.exit_enrollments)
+        stored = await self._one(call, "exit", exit_, _EXIT)
         return pb.ExitJourneyResponse(enrollment=stored)
 
     @rpc

@@ -275,15 +275,17 @@ async def get_goal_event(
     return codec.goal_event(row) if row else None
 
 
-async def get_touchpoint(
-    conn: asyncpg.Connection, tenant_id: str, event_id: str
-) -> domain.Touchpoint | None:
-    row = await conn.fetchrow(
-        f"select {_TOUCHPOINT_COLUMNS} from touchpoints where tenant_id = $1 and event_id = $2",
+async def get_touchpoints(
+    conn: asyncpg.Connection, tenant_id: str, event_ids: Sequence[str]
+) -> dict[str, domain.Touchpoint]:
+    """The stored touchpoints among `event_ids`, by event id."""
+    rows = await conn.fetch(
+        f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
+        " where tenant_id = $1 and event_id = any($2::text[])",
         tenant_id,
-        event_id,
+        list(event_ids),
     )
-    return codec.touchpoint(row) if row else None
+    return {r["event_id"]: codec.touchpoint(r) for r in rows}
 
 
 # --- enrollments ----------------------------------------------------------------------------
@@ -296,12 +298,19 @@ def enrollment_not_found(enrollment_id: str) -> NotFound:
 async def get_enrollment(
     conn: asyncpg.Connection, tenant_id: str, enrollment_id: str
 ) -> domain.Enrollment | None:
-    row = await conn.fetchrow(
-        "select * from enrollments where tenant_id = $1 and enrollment_id = $2",
+    return (await get_enrollments(conn, tenant_id, [enrollment_id])).get(enrollment_id)
+
+
+async def get_enrollments(
+    conn: asyncpg.Connection, tenant_id: str, enrollment_ids: Sequence[str]
+) -> dict[str, domain.Enrollment]:
+    """The stored enrollments among `enrollment_ids`, by id."""
+    rows = await conn.fetch(
+        "select * from enrollments where tenant_id = $1 and enrollment_id = any($2::text[])",
         tenant_id,
-        enrollment_id,
+        list(enrollment_ids),
     )
-    return codec.enrollment(row) if row else None
+    return {r["enrollment_id"]: codec.enrollment(r) for r in rows}
 
 
 async def list_enrollments(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
 from journey_conversions.errors import NotFound
 from journey_conversions.store import codec, decisions
-from journey_conversions.store.ingest import get_goal_event, get_touchpoint
+from journey_conversions.store.ingest import get_goal_event, get_touchpoints
 
 
 async def explain(
@@ -48,24 +50,24 @@ async def list_awards(
     return [codec.award(r) for r in rows]
 
 
-async def stored_outcome(
-    conn: asyncpg.Connection, tenant_id: str, event_id: str
-) -> domain.Outcome | None:
-    """The outcome the store holds for a goal event (without candidates)."""
-    row = await conn.fetchrow(
-        "select * from goal_outcomes where tenant_id = $1 and goal_event_id = $2",
+async def stored_outcomes(
+    conn: asyncpg.Connection, tenant_id: str, event_ids: Sequence[str]
+) -> dict[str, domain.Outcome]:
+    """The outcomes the store holds for some goal events (without candidates), by event id."""
+    rows = await conn.fetch(
+        "select * from goal_outcomes where tenant_id = $1 and goal_event_id = any($2::text[])",
         tenant_id,
-        event_id,
+        list(event_ids),
     )
-    if row is None:
-        return None
-    touchpoint = None
-    if row["touchpoint_event_id"]:
-        touchpoint = await get_touchpoint(conn, tenant_id, row["touchpoint_event_id"])
-    return domain.Outcome(
-        row["goal_event_id"],
-        domain.OutcomeStatus(row["status"]),
-        row["journey_id"],
-        row["enrollment_id"],
-        touchpoint,
-    )
+    credited = [r["touchpoint_event_id"] for r in rows if r["touchpoint_event_id"]]
+    touchpoints = await get_touchpoints(conn, tenant_id, credited) if credited else {}
+    return {
+        r["goal_event_id"]: domain.Outcome(
+            r["goal_event_id"],
+            domain.OutcomeStatus(r["status"]),
+            r["journey_id"],
+            r["enrollment_id"],
+            touchpoints.get(r["touchpoint_event_id"]),
+        )
+        for r in rows
+    }
