@@ -1,6 +1,6 @@
 """The benchmark tools at a tiny size: bench.tenant loads and rebuilds a tenant into a fresh
-database through the test's server, and bench.report's measurements run against it. No timing
-is checked: only that the tools work.
+database through the test's server, and bench.report's measurements run against it; bench.flood
+runs every measurement at its --tiny size. No timing is checked: only that the tools work.
 
     TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/pytest -q tests/system/test_bench_smoke.py -p no:cacheprovider
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bench import report, soak
+from bench import flood, report, soak
 from bench.tenant import TenantSpec, load_tenant
 
 TINY = TenantSpec(journeys=3, enrollments=200, touchpoints=2000, goal_events=100, seed=7)
@@ -69,3 +69,24 @@ async def test_soak_runs_and_sees_only_ok_or_overloaded(postgres_url: str) -> No
     assert soaked.codes["OK"] > 0
     assert set(soaked.codes) <= {"OK", "RESOURCE_EXHAUSTED (OVERLOADED)"}
     assert len(soaked.rss_mib) >= 2 and all(mib > 0 for _, mib in soaked.rss_mib)
+
+
+async def test_flood_measures_every_row_at_the_tiny_size(postgres_url: str) -> None:
+    admin_url, options = flood.parse_arguments(["--database-url", postgres_url, "--tiny"])
+    result = await flood.flood(admin_url, options)
+    served = [
+        *result.noop.values(),
+        *result.touchpoints.values(),
+        result.goal_events,
+        result.entries,
+        result.batches,
+    ]
+    assert set(result.noop) == set(result.touchpoints) == {16, 64}
+    assert all(t.done > 0 and t.seconds > 0 for t in [*served, result.ingest_ceiling])
+    assert all(t.peak_rss_mib is not None and t.peak_rss_mib > 0 for t in served)
+    assert result.stream is None  # no streaming ingest RPC yet
+    (goal_latency,) = result.goal_latency
+    assert goal_latency.loop.sent > 0 and goal_latency.peak_rss_mib > 0
+    timing = goal_latency.loop.timing
+    assert timing is not None and timing.p99 >= timing.p50 > 0
+    assert "stream: not available" in flood.table(result, options)
