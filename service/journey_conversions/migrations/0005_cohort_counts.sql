@@ -4,7 +4,8 @@
 -- adds, from the raw rows, the enrollments whose facts lie in the partial days at its range's
 -- edges or at or after its end (store/sql/report_enrollments.sql); those are few.
 
--- The goal conversion awarded to the enrollment, if any (kept from awards by a trigger).
+-- The goal conversion awarded to the enrollment, if any, copied from awards whenever a
+-- re-decision changes them (store/sql/converted_times.sql).
 alter table enrollments add column converted_time timestamptz;
 alter table enrollment_reach add column converted_time timestamptz;
 update enrollments e set converted_time = a.award_time
@@ -182,32 +183,6 @@ create trigger cohort_counts_update after update on enrollment_reach
     for each statement execute function reach_updated();
 create trigger cohort_counts_delete after delete on enrollment_reach
     referencing old table as old_rows for each statement execute function reach_deleted();
-
--- An enrollment's goal conversion, copied to it and to its reach rows whenever its award is
--- made, moved or taken back (the statements above then count the change).
-create function goal_award_changed() returns trigger language plpgsql as $$
-declare
-    award awards;
-    converted timestamptz;
-begin
-    if tg_op = 'DELETE' then
-        award := old;
-    else
-        award := new;
-        converted := new.award_time;
-    end if;
-    if award.conversion_id = '' then
-        update enrollments set converted_time = converted
-        where tenant_id = award.tenant_id and enrollment_id = award.enrollment_id
-            and converted_time is distinct from converted;
-        update enrollment_reach set converted_time = converted
-        where tenant_id = award.tenant_id and enrollment_id = award.enrollment_id
-            and converted_time is distinct from converted;
-    end if;
-    return null;
-end $$;
-create trigger converted_time after insert or update or delete on awards
-    for each row execute function goal_award_changed();
 
 -- The counts of the rows already there.
 select count_enrollment_facts(array(select e from enrollments e), '{}');

@@ -345,5 +345,8 @@ async def _write_awards(
             sql.statement("upsert_awards"),
             [_award_row(tenant_id, a) for a in upserts],
         )
+    converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
+    if converted:
+        await conn.execute(sql.statement("converted_times"), tenant_id, sorted(converted))
     await outbox.append(conn, tenant_id, events)
     return len(events)
