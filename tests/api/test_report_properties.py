@@ -114,7 +114,8 @@ DAWN = datetime(1970, 1, 1, tzinfo=UTC)
 # (touchpoint counts summed over their write shards).
 DERIVED = (
     "select enrollment_id, first_touch_time, first_human_touch_time, goal_met_time,"
-    " converted_time from enrollments where tenant_id = $1",
+    " converted_time, last_touch_time, last_human_touch_time from enrollments"
+    " where tenant_id = $1",
     "select * from enrollment_reach where tenant_id = $1",
     "select * from goal_outcomes where tenant_id = $1",
     "select * from awards where tenant_id = $1",
@@ -142,7 +143,8 @@ KEPT_COUNTS = (
 COUNTED_COUNTS = """
 select e.journey_id, report_day(f.basis), f.fact, '', e.version, e.holdout, count(*)
 from enrollments e cross join lateral enrollment_facts(e.enter_time, e.exit_time,
-    e.first_touch_time, e.first_human_touch_time, e.goal_met_time, e.converted_time) f
+    e.first_touch_time, e.first_human_touch_time, e.goal_met_time, e.converted_time,
+    e.last_touch_time, e.last_human_touch_time) f
 where e.tenant_id = $1 group by 1, 2, 3, 4, 5, 6
 union all
 select r.journey_id, report_day(r.enter_time), f.fact, r.key, r.version, r.holdout, count(*)

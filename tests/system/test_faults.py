@@ -690,7 +690,8 @@ _DERIVED = {
     " sum(touchpoints)::bigint from touchpoint_counts"
     " group by 1, 2, 3, 4, 5 order by 1, 2, 3, 4, 5",
     "enrollment facts": "select enrollment_id, first_touch_time, first_human_touch_time,"
-    " goal_met_time, converted_time from enrollments order by 1",
+    " goal_met_time, converted_time, last_touch_time, last_human_touch_time from enrollments"
+    " order by 1",
     "cohort_counts": "select journey_id, day, fact, key, version, holdout, sum(n)::bigint"
     " from cohort_counts group by 1, 2, 3, 4, 5, 6 having sum(n) <> 0 order by 1, 2, 3, 4, 5, 6",
     "enrollment_reach": "select * from enrollment_reach order by enrollment_id, segment, key",

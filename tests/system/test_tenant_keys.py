@@ -793,7 +793,7 @@ _MUTATIONS = (
         "from touchpoints\n        where tenant_id = $1 and",
         "from touchpoints\n        where",
     ),
-    ("report_engaged_before.sql", "where t.tenant_id = $1 and", "where"),
+    ("report_engaged_edges.sql", "where t.tenant_id = $1 and", "where"),
     (
         "report_enrollments.sql",
         "where e.tenant_id = $1 and",

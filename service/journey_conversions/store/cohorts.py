@@ -1,8 +1,8 @@
 """Reading a report's participation and cohort (the enrollments that entered in its range) from
-the cohort counts that writes keep per day (migration 0005) and the few enrollments they count
-wrongly for the range, the cohort's awards (which carry their enrollment's entry, migration
-0003), and the steps and paths they reached; touchpoints only for an active enrollment first
-touched before the range (to know whether it was engaged in it)."""
+the cohort counts that writes keep per day (migrations 0005 and 0006) and the few enrollments
+they count wrongly for the range, the cohort's awards (which carry their enrollment's entry,
+migration 0003), and the steps and paths they reached; touchpoints only for the few enrollments
+whose last touch does not tell whether they were engaged in the range."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def read(
             shown.entered += row["entered"]
             shown.active += row["active"]
             shown.exited += row["exited"]
-            shown.engaged += row["first_touched"]
+            shown.engaged += row["last_touched"]
         arm = ArmCounts(
             row["entered"],
             row["engaged"],
@@ -76,7 +76,8 @@ async def read(
         found.counts[version] = (
             VersionCounts(both.treated, arm) if row["holdout"] else VersionCounts(arm, both.holdout)
         )
-    for row in await conn.fetch(sql.statement("report_engaged_before"), *args):
+    edge_args = (*args, q.start_day()[0])
+    for row in await conn.fetch(sql.statement("report_engaged_edges"), *edge_args):
         if not row["holdout"] and q.version in (0, row["version"]):
             shown.engaged += row["engaged"]
     if not q.full:

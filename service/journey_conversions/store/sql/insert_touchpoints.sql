@@ -1,7 +1,8 @@
 -- Inserts touchpoints idempotently in one round trip, counts them per day (touchpoint_counts),
 -- keeps the facts of the enrollments they touch (a touchpoint of an enrollment's journey while it
--- is active): the first touches and the steps and paths reached; and says for each new touchpoint whether a goal event of its contact
--- lies within its journey's window after it: then the contact must be re-decided.
+-- is active): the first and last touches (migration 0006) and the steps and paths reached; and
+-- says for each new touchpoint whether a goal event of its contact lies within its journey's
+-- window after it: then the contact must be re-decided.
 -- $1 tenant; $2.. the columns, one array each.
 with new as (
     insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version, message_id,
@@ -32,18 +33,26 @@ touched as (
 ),
 firsts as (
     select enrollment_id, min(occur_time) as any_time,
-        min(occur_time) filter (where not machine_open) as human_time
+        min(occur_time) filter (where not machine_open) as human_time,
+        latest_day_first(occur_time) as any_last,
+        latest_day_first(occur_time) filter (where not machine_open) as human_last
     from touched
     group by enrollment_id
 ),
 engaged as (
     update enrollments e set
         first_touch_time = least(e.first_touch_time, f.any_time),
-        first_human_touch_time = least(e.first_human_touch_time, f.human_time)
+        first_human_touch_time = least(e.first_human_touch_time, f.human_time),
+        last_touch_time = later_day_first(e.last_touch_time, f.any_last),
+        last_human_touch_time = later_day_first(e.last_human_touch_time, f.human_last)
     from firsts f
     where e.tenant_id = $1 and e.enrollment_id = f.enrollment_id
-        and (e.first_touch_time is distinct from least(e.first_touch_time, f.any_time)
-            or e.first_human_touch_time is distinct from least(e.first_human_touch_time, f.human_time))
+        -- most touchpoints of a flood leave all four as they were: no write then
+        and (e.first_touch_time, e.first_human_touch_time, e.last_touch_time,
+            e.last_human_touch_time) is distinct from (least(e.first_touch_time, f.any_time),
+            least(e.first_human_touch_time, f.human_time),
+            later_day_first(e.last_touch_time, f.any_last),
+            later_day_first(e.last_human_touch_time, f.human_last))
 ),
 reached as (
     insert into enrollment_reach (tenant_id, enrollment_id, segment, key, journey_id, version,

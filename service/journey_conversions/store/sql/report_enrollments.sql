@@ -3,7 +3,8 @@
 -- 0005), each figure a count of one fact (enrollment_facts) whose basis lies in an interval and
 -- that holds before $4:
 --   participation: active = entered before $4 less exited before $3; exited in the range;
---   first touched in the range (the engaged among the active, with report_engaged_before.sql);
+--   last touched in the range (day grain, migration 0006: with report_engaged_edges.sql, the
+--   engaged);
 --   the cohort (entered in the range): entered, engaged, converted, converted and engaged, goal
 --   met.
 -- The counts hold UTC days: each fact counted, whatever its time, on the day of its basis. They
@@ -29,7 +30,8 @@ with counted as (
     select e.version, e.holdout, f.fact, s.n, s.in_range, s.before_start, s.before_end
     from enrollments e
     cross join lateral enrollment_facts(e.enter_time, e.exit_time, e.first_touch_time,
-        e.first_human_touch_time, e.goal_met_time, e.converted_time) f
+        e.first_human_touch_time, e.goal_met_time, e.converted_time, e.last_touch_time,
+        e.last_human_touch_time) f
     cross join lateral (values
         (1, f.basis >= $3 and f.basis < $4 and f.since < $4, f.basis < $3 and f.since < $4,
             f.basis < $4 and f.since < $4),
@@ -41,7 +43,9 @@ with counted as (
         or (e.enter_time >= $6 and e.enter_time < $7)
         or (e.exit_time >= $6 and e.exit_time < $7)
         or (e.first_touch_time >= $6 and e.first_touch_time < $7)
-        or (e.first_human_touch_time >= $6 and e.first_human_touch_time < $7))
+        or (e.first_human_touch_time >= $6 and e.first_human_touch_time < $7)
+        or (e.last_touch_time >= $6 and e.last_touch_time < $7)
+        or (e.last_human_touch_time >= $6 and e.last_human_touch_time < $7))
         -- the only facts the counts can hold wrongly for this range (the others add and take
         -- away the same)
         and ((f.basis >= $6 and f.basis < $7) or f.basis >= $4 or f.since >= $4)
@@ -50,8 +54,8 @@ select version, holdout,
     sum(case when fact = 1 and before_end then n when fact = 20 and before_start then -n
         else 0 end) as active,
     sum(case when fact = 20 and in_range then n else 0 end) as exited,
-    sum(case when fact = (case when $5 then 22 else 21 end) and in_range then n else 0 end)
-        as first_touched,
+    sum(case when fact = (case when $5 then 24 else 23 end) and in_range then n else 0 end)
+        as last_touched,
     sum(case when fact = 1 and in_range then n else 0 end) as entered,
     sum(case when fact = (case when $5 then 3 else 2 end) and in_range then n else 0 end)
         as engaged,
