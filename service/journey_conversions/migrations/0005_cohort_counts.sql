@@ -134,22 +134,29 @@ returns void language sql as $$
         set n = cohort_counts.n + excluded.n
 $$;
 
--- Statement triggers: one upsert of counts per statement, however many rows it wrote (a
--- transition table is named only by the event that has it, hence a function per event).
+-- Statement triggers: one upsert of counts per statement, however many rows it wrote; a
+-- statement that wrote no row (a flood's touchpoints mostly change no enrollment) costs one
+-- probe. A transition table is named only by the event that has it: a function per event.
 create function enrollments_inserted() returns trigger language plpgsql as $$
 begin
-    perform count_enrollment_facts(array(select row(r.*)::enrollments from new_rows r), '{}');
+    if exists (select from new_rows) then
+        perform count_enrollment_facts(array(select row(r.*)::enrollments from new_rows r), '{}');
+    end if;
     return null;
 end $$;
 create function enrollments_updated() returns trigger language plpgsql as $$
 begin
-    perform count_enrollment_facts(array(select row(r.*)::enrollments from new_rows r),
-        array(select row(r.*)::enrollments from old_rows r));
+    if exists (select from new_rows) then
+        perform count_enrollment_facts(array(select row(r.*)::enrollments from new_rows r),
+            array(select row(r.*)::enrollments from old_rows r));
+    end if;
     return null;
 end $$;
 create function enrollments_deleted() returns trigger language plpgsql as $$
 begin
-    perform count_enrollment_facts('{}', array(select row(r.*)::enrollments from old_rows r));
+    if exists (select from old_rows) then
+        perform count_enrollment_facts('{}', array(select row(r.*)::enrollments from old_rows r));
+    end if;
     return null;
 end $$;
 create trigger cohort_counts_insert after insert on enrollments
@@ -162,18 +169,25 @@ create trigger cohort_counts_delete after delete on enrollments
 
 create function reach_inserted() returns trigger language plpgsql as $$
 begin
-    perform count_reach_facts(array(select row(r.*)::enrollment_reach from new_rows r), '{}');
+    if exists (select from new_rows) then
+        perform count_reach_facts(array(select row(r.*)::enrollment_reach from new_rows r), '{}');
+    end if;
     return null;
 end $$;
 create function reach_updated() returns trigger language plpgsql as $$
 begin
-    perform count_reach_facts(array(select row(r.*)::enrollment_reach from new_rows r),
-        array(select row(r.*)::enrollment_reach from old_rows r));
+    if exists (select from new_rows) then
+        perform count_reach_facts(array(select row(r.*)::enrollment_reach from new_rows r),
+            array(select row(r.*)::enrollment_reach from old_rows r));
+    end if;
     return null;
 end $$;
 create function reach_deleted() returns trigger language plpgsql as $$
 begin
-    perform count_reach_facts('{}', array(select row(r.*)::enrollment_reach from old_rows r));
+    if exists (select from old_rows) then
+        perform count_reach_facts('{}',
+            array(select row(r.*)::enrollment_reach from old_rows r));
+    end if;
     return null;
 end $$;
 create trigger cohort_counts_insert after insert on enrollment_reach
