@@ -16,10 +16,22 @@ from enrollments e
 where e.tenant_id = r.tenant_id and e.enrollment_id = r.enrollment_id
     and e.converted_time is not null;
 
+-- The last touch of an enrollment, so that "engaged in a range" (touched in it while enrolled)
+-- comes from the cohort counts too, instead of from each active enrollment's touchpoints.
+-- Kept at day grain to keep writes rare: the earliest touchpoint, while enrolled, of the latest
+-- UTC day the enrollment was touched (its first touch of that day). It moves only when a later
+-- day is touched (or an earlier touchpoint of that day arrives late), not with every touchpoint
+-- of a flood. For a range [S, E): one at or after S (and before E) proves a touch in the range;
+-- one before S on S's day may have been followed by one in it (the report reads those
+-- enrollments' touchpoints); one on an earlier day rules the range out.
+alter table enrollments add column last_touch_time timestamptz;
+alter table enrollments add column last_human_touch_time timestamptz;
+
 -- The latest time any fact of the enrollment became true: a report ending before it must
 -- correct what the counts say of the enrollment.
 alter table enrollments add column fact_time timestamptz generated always as (greatest(enter_time,
-    exit_time, first_touch_time, first_human_touch_time, goal_met_time, converted_time)) stored;
+    exit_time, first_touch_time, first_human_touch_time, goal_met_time, converted_time,
+    last_touch_time, last_human_touch_time)) stored;
 alter table enrollment_reach add column fact_time timestamptz
     generated always as (greatest(first_time, converted_time)) stored;
 create index enrollments_by_fact_time on enrollments (tenant_id, journey_id, fact_time);
@@ -30,21 +42,59 @@ create index enrollments_by_first_touch on enrollments (tenant_id, journey_id, f
 create index enrollments_by_first_human_touch on enrollments
     (tenant_id, journey_id, first_human_touch_time) where first_human_touch_time is not null;
 create index enrollment_reach_by_fact_time on enrollment_reach (tenant_id, journey_id, fact_time);
+create index enrollments_by_last_touch on enrollments (tenant_id, journey_id, last_touch_time)
+    where last_touch_time is not null;
+create index enrollments_by_last_human_touch on enrollments
+    (tenant_id, journey_id, last_human_touch_time) where last_human_touch_time is not null;
 
 -- The UTC day an instant lies in (the days of touchpoint_counts too).
 create function report_day(t timestamptz) returns timestamptz
 language sql immutable parallel safe
 as $$ select date_bin('24 hours', t, timestamptz '2000-01-01 00:00+00') $$;
 
+-- The earliest of the latest day: the state function of latest_day_first, and how a stored
+-- value meets new touchpoints (`later`).
+create function later_day_first(kept timestamptz, later timestamptz) returns timestamptz
+language sql immutable parallel safe
+as $$
+    select case
+        when kept is null then later
+        when later is null then kept
+        when report_day(later) > report_day(kept) then later
+        when report_day(later) = report_day(kept) then least(kept, later)
+        else kept
+    end
+$$;
+create aggregate latest_day_first(timestamptz) (sfunc = later_day_first, stype = timestamptz);
+
+-- The last touches of the enrollments already there (before the triggers below exist: the
+-- counts of every row are taken at the end).
+update enrollments e set
+    last_touch_time = f.any_time,
+    last_human_touch_time = f.human_time
+from (
+    select p.tenant_id, p.enrollment_id,
+        latest_day_first(t.occur_time) as any_time,
+        latest_day_first(t.occur_time) filter (where not (t.machine_generated and t.action = 2))
+            as human_time
+    from enrollments p
+    join touchpoints t on t.tenant_id = p.tenant_id and t.contact_id = p.contact_id
+        and t.journey_id = p.journey_id and t.occur_time >= p.enter_time
+        and (p.exit_time is null or t.occur_time <= p.exit_time)
+    group by p.tenant_id, p.enrollment_id
+) f
+where e.tenant_id = f.tenant_id and e.enrollment_id = f.enrollment_id;
+
 -- What an enrollment counts for: each fact, the instant whose day it is counted under (its
 -- basis), and the instant from which it holds (a report ending earlier leaves it out).
 --   1 entered; 2 engaged (touched while enrolled); 3 engaged by a touch that is not a
 --   machine-generated open; 4 converted (goal conversion awarded); 5 converted and engaged;
 --   6 converted and engaged by a human touch; 7 goal met: all counted on the day of entry;
---   20 exited, on the day of exit; 21 first touched and 22 first touched by a human, on that day.
+--   20 exited, on the day of exit; 21 first touched and 22 first touched by a human, on that day;
+--   23 last touched and 24 last touched by a human, on the day of that (day-grain) last touch.
 create function enrollment_facts(enter_time timestamptz, exit_time timestamptz,
     first_touch timestamptz, first_human_touch timestamptz, goal_met timestamptz,
-    converted timestamptz)
+    converted timestamptz, last_touch timestamptz, last_human_touch timestamptz)
 returns table (fact smallint, basis timestamptz, since timestamptz)
 language sql immutable parallel safe
 as $$
@@ -61,7 +111,9 @@ as $$
         (7::smallint, enter_time, goal_met),
         (20::smallint, exit_time, exit_time),
         (21::smallint, first_touch, first_touch),
-        (22::smallint, first_human_touch, first_human_touch)
+        (22::smallint, first_human_touch, first_human_touch),
+        (23::smallint, last_touch, last_touch),
+        (24::smallint, last_human_touch, last_human_touch)
     ) as f(fact, basis, since)
     where f.since is not null
 $$;
@@ -107,7 +159,8 @@ language sql as $$
         from (select *, 1 as n from unnest(added) union all select *, -1 from unnest(removed))
             as r
         cross join lateral enrollment_facts(r.enter_time, r.exit_time, r.first_touch_time,
-            r.first_human_touch_time, r.goal_met_time, r.converted_time) f
+            r.first_human_touch_time, r.goal_met_time, r.converted_time, r.last_touch_time,
+            r.last_human_touch_time) f
     ) c
     group by 1, 2, 3, 4, 5, 6, 7
     having sum(c.n) <> 0

@@ -1,5 +1,5 @@
 """Reading a report's participation and cohort (the enrollments that entered in its range) from
-the cohort counts that writes keep per day (migrations 0005 and 0006) and the few enrollments
+the cohort counts that writes keep per day (migration 0005) and the few enrollments
 they count wrongly for the range, the cohort's awards (which carry their enrollment's entry,
 migration 0003), and the steps and paths they reached; touchpoints only for the few enrollments
 whose last touch does not tell whether they were engaged in the range."""

@@ -1,6 +1,6 @@
 -- Inserts touchpoints idempotently in one round trip, counts them per day (touchpoint_counts),
 -- keeps the facts of the enrollments they touch (a touchpoint of an enrollment's journey while it
--- is active): the first and last touches (migration 0006) and the steps and paths reached; and
+-- is active): the first and last touches (migration 0005) and the steps and paths reached; and
 -- says for each new touchpoint whether a goal event of its contact lies within its journey's
 -- window after it: then the contact must be re-decided.
 -- $1 tenant; $2.. the columns, one array each.

@@ -1,6 +1,6 @@
 -- The engaged of the range [$3, $4) (active enrollments touched in it while enrolled) that the
 -- cohort counts of last touches (report_enrollments.sql) cannot tell, per version and arm:
---   last touched (day grain, migration 0006) at or after $4: engaged if first touched in the
+--   last touched (day grain, migration 0005) at or after $4: engaged if first touched in the
 --   range, and if first touched before it, when a touchpoint of the range says so;
 --   last touched on the day holding $3 but before $3: a later touchpoint of that day may lie in
 --   the range (first touched before it: only its touchpoints tell).

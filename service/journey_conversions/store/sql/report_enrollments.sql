@@ -3,7 +3,7 @@
 -- 0005), each figure a count of one fact (enrollment_facts) whose basis lies in an interval and
 -- that holds before $4:
 --   participation: active = entered before $4 less exited before $3; exited in the range;
---   last touched in the range (day grain, migration 0006: with report_engaged_edges.sql, the
+--   last touched in the range (day grain, migration 0005: with report_engaged_edges.sql, the
 --   engaged);
 --   the cohort (entered in the range): entered, engaged, converted, converted and engaged, goal
 --   met.

@@ -1,4 +1,4 @@
--- Recomputes the first- and last-touch facts (migration 0006) of some enrollments from the
+-- Recomputes the first- and last-touch facts (migration 0005) of some enrollments from the
 -- stored touchpoints: for a new enrollment (touchpoints may have arrived before it), after an
 -- exit (which can end the period its touches lay in), and for a rebuild.
 -- $1 tenant; $2 enrollment ids.
