@@ -43,10 +43,9 @@ from journeys.conversions.v1 import service_pb2 as pb
 
 from bench.ingest import (
     baseline,
-    drop_database,
-    fresh_database,
     make_rows,
     run_concurrently,
+    scratch_database,
     through_service,
 )
 from bench.report import Timing
@@ -264,19 +263,6 @@ def enter_journey(stub: Stub) -> Call:
     )
 
 
-@contextlib.asynccontextmanager
-async def own_database(admin_url: str, keep: bool) -> AsyncIterator[str]:
-    """A fresh migrated database, dropped after unless `keep`."""
-    url = await fresh_database(admin_url)
-    try:
-        yield url
-    finally:
-        if keep:
-            say(f"kept database {url.rsplit('/', 1)[1]}")
-        else:
-            await drop_database(admin_url, url)
-
-
 async def on_server(url: str, measure: Callable[[str], Awaitable[T]]) -> tuple[T, float]:
     """`measure(target)` against a `journey-conversions serve` process on the database at
     `url`, and that process's peak RSS in MiB (read before it stops)."""
@@ -317,7 +303,7 @@ async def noop_ceiling(calls: int, concurrency: int) -> Throughput:
 async def ingest_ceiling(admin_url: str, options: Options) -> Throughput:
     """(b) asyncpg batches straight into the touchpoints table."""
     rows = make_rows(options.rows, options.contacts, "base")
-    async with own_database(admin_url, options.keep) as url:
+    async with scratch_database(admin_url, options.keep) as url:
         seconds = await baseline(url, rows, options.batch, options.in_flight)
     return Throughput(options.rows, seconds)
 
@@ -334,7 +320,7 @@ async def our_unary(
             await stub.DefineJourney(journey, metadata=METADATA, timeout=CALL_TIMEOUT)
             return await closed_loop(make_call(stub), calls, concurrency)
 
-    async with own_database(admin_url, keep) as url:
+    async with scratch_database(admin_url, keep) as url:
         (seconds, codes), rss = await on_server(url, measure)
     return Throughput(codes[OK], seconds, codes, rss)
 
@@ -346,7 +332,7 @@ async def our_batch_ingest(admin_url: str, options: Options) -> Throughput:
     async def measure(target: str) -> float:
         return await through_service(target, rows, options.batch, options.in_flight)
 
-    async with own_database(admin_url, options.keep) as url:
+    async with scratch_database(admin_url, options.keep) as url:
         seconds, rss = await on_server(url, measure)
     calls = math.ceil(options.rows / options.batch)
     return Throughput(options.rows, seconds, Counter({OK: calls}), rss)
@@ -459,7 +445,7 @@ async def goal_latencies(admin_url: str, options: Options) -> list[GoalLatency]:
     measured = []
     for spec in options.goal_specs:
         say(f"== (e) loading a tenant with {spec.touchpoints:,} touchpoints")
-        async with own_database(admin_url, options.keep) as url:
+        async with scratch_database(admin_url, options.keep) as url:
             await load_tenant(url, spec)
             measured.append(await goal_latency(url, spec.tenant_id, options))
     return measured

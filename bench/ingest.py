@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -151,6 +152,19 @@ async def fresh_database(admin_url: str) -> str:
     return url
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str, keep: bool = False) -> AsyncIterator[str]:
+    """A fresh migrated database (fresh_database), dropped after unless `keep`."""
+    url = await fresh_database(admin_url)
+    try:
+        yield url
+    finally:
+        if keep:
+            print(f"kept database {url.rsplit('/', 1)[1]}")
+        else:
+            await drop_database(admin_url, url)
+
+
 async def drop_database(admin_url: str, url: str) -> None:
     """Drops the database of `url` (made by fresh_database)."""
     admin = await asyncpg.connect(admin_url)
@@ -169,13 +183,15 @@ async def main() -> None:
     parser.add_argument("--contacts", type=int, default=20_000)
     args = parser.parse_args()
 
-    base_url = await fresh_database(args.database_url)
     base_rows = make_rows(args.rows, args.contacts, "base")
-    base_seconds = await baseline(base_url, base_rows, args.batch, args.concurrency)
+    async with scratch_database(args.database_url) as base_url:
+        base_seconds = await baseline(base_url, base_rows, args.batch, args.concurrency)
 
-    service_url = await fresh_database(args.database_url)
     service_rows = make_rows(args.rows, args.contacts, "svc")
-    async with serve("--database-url", service_url) as server:
+    async with (
+        scratch_database(args.database_url) as service_url,
+        serve("--database-url", service_url) as server,
+    ):
         service_seconds = await through_service(
             server.target, service_rows, args.batch, args.concurrency
         )

@@ -23,7 +23,7 @@ import grpc
 from journeys.conversions.v1 import service_pb2 as pb
 from journeys.conversions.v1 import service_pb2_grpc
 
-from bench.ingest import fresh_database
+from bench.ingest import scratch_database
 from tests import builders
 from tests.processes import serve
 
@@ -53,7 +53,11 @@ async def main() -> None:
     parser.add_argument("--touchpoints", type=int, default=30, help="history per contact")
     parser.add_argument("--goal-events", type=int, default=5, help="history per contact")
     args = parser.parse_args()
-    url = await fresh_database(args.database_url)
+    async with scratch_database(args.database_url) as url:
+        await measure(url, args)
+
+
+async def measure(url: str, args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     contacts = [f"c{i}" for i in range(args.contacts)]
 

@@ -30,7 +30,7 @@ import grpc
 from journeys.conversions.v1 import service_pb2 as pb
 from journeys.conversions.v1 import service_pb2_grpc
 
-from bench.ingest import drop_database, fresh_database
+from bench.ingest import scratch_database
 from bench.tenant import (
     TenantSpec,
     add_size_arguments,
@@ -262,17 +262,10 @@ async def measure(
 async def run_size(admin_url: str, spec: TenantSpec, calls: int, warmup: int, keep: bool) -> Result:
     """A fresh database, the tenant loaded at `spec`'s size, the measurements; the database is
     dropped after unless `keep`."""
-    url = await fresh_database(admin_url)
-    name = url.rsplit("/", 1)[1]
-    try:
+    async with scratch_database(admin_url, keep) as url:
         loaded = await load_tenant(url, spec)
         timings = await measure(url, spec.tenant_id, loaded.largest_journey, calls, warmup)
         size = await _database_bytes(url)
-    finally:
-        if keep:
-            print(f"kept database {name}")
-        else:
-            await drop_database(admin_url, url)
     return Result(loaded.counts, loaded.load_seconds, loaded.rebuild_seconds, size, timings)
 
 

@@ -26,7 +26,7 @@ import grpc
 from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
-from bench.ingest import drop_database, fresh_database
+from bench.ingest import scratch_database
 from tests.builders import define_journey, goal, message, tenant, ts
 from tests.processes import serve
 
@@ -123,33 +123,32 @@ class Soaked:
 
 async def soak(admin_url: str, seconds: float, clients: int) -> Soaked:
     """The load on a fresh database (dropped after) through a new server process."""
-    url = await fresh_database(admin_url)
     limits = ("--max-in-flight", "16", "--max-in-flight-per-tenant", "8")
-    try:
-        async with serve("--database-url", url, *limits) as server:
-            pid = server.process.pid
-            async with grpc.aio.insecure_channel(server.target) as channel:
-                stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
-                for name in TENANTS:
-                    await stub.DefineJourney(
-                        define_journey("j", [message("m1")], goal("ORDER_PLACED")),
-                        metadata=tenant(name),
-                    )
-                samples = [(0.0, rss_mib(pid))]
-                codes: Counter[str] = Counter()
-                started = time.monotonic()
-                until = started + seconds
-                workers = [
-                    asyncio.create_task(caller(stub, TENANTS[i % len(TENANTS)], i, until, codes))
-                    for i in range(clients)
-                ]
-                while time.monotonic() < until:
-                    await asyncio.sleep(min(10.0, max(until - time.monotonic(), 0.0)))
-                    samples.append((time.monotonic() - started, rss_mib(pid)))
-                await asyncio.gather(*workers)
+    async with (
+        scratch_database(admin_url) as url,
+        serve("--database-url", url, *limits) as server,
+    ):
+        pid = server.process.pid
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
+            for name in TENANTS:
+                await stub.DefineJourney(
+                    define_journey("j", [message("m1")], goal("ORDER_PLACED")),
+                    metadata=tenant(name),
+                )
+            samples = [(0.0, rss_mib(pid))]
+            codes: Counter[str] = Counter()
+            started = time.monotonic()
+            until = started + seconds
+            workers = [
+                asyncio.create_task(caller(stub, TENANTS[i % len(TENANTS)], i, until, codes))
+                for i in range(clients)
+            ]
+            while time.monotonic() < until:
+                await asyncio.sleep(min(10.0, max(until - time.monotonic(), 0.0)))
                 samples.append((time.monotonic() - started, rss_mib(pid)))
-    finally:
-        await drop_database(admin_url, url)
+            await asyncio.gather(*workers)
+            samples.append((time.monotonic() - started, rss_mib(pid)))
     return Soaked(samples, codes)
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from bench.ingest import fresh_database, run_concurrently
+from bench.ingest import run_concurrently, scratch_database
 from journey_conversions.store import sql
 
 TENANT = "bench"
@@ -120,8 +120,11 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--contacts", type=int, default=20_000)
     args = parser.parse_args()
+    async with scratch_database(args.database_url) as url:
+        await measure(url, args)
 
-    url = await fresh_database(args.database_url)
+
+async def measure(url: str, args: argparse.Namespace) -> None:
     await setup(url, args.contacts)
     pool = await asyncpg.create_pool(url, min_size=4, max_size=4)
     assert pool is not None
