@@ -37,10 +37,6 @@ alter table enrollment_reach add column fact_time timestamptz
 create index enrollments_by_fact_time on enrollments (tenant_id, journey_id, fact_time);
 create index enrollments_by_exit on enrollments (tenant_id, journey_id, exit_time)
     where exit_time is not null;
-create index enrollments_by_first_touch on enrollments (tenant_id, journey_id, first_touch_time)
-    where first_touch_time is not null;
-create index enrollments_by_first_human_touch on enrollments
-    (tenant_id, journey_id, first_human_touch_time) where first_human_touch_time is not null;
 create index enrollment_reach_by_fact_time on enrollment_reach (tenant_id, journey_id, fact_time);
 create index enrollments_by_last_touch on enrollments (tenant_id, journey_id, last_touch_time)
     where last_touch_time is not null;
@@ -90,8 +86,8 @@ where e.tenant_id = f.tenant_id and e.enrollment_id = f.enrollment_id;
 --   1 entered; 2 engaged (touched while enrolled); 3 engaged by a touch that is not a
 --   machine-generated open; 4 converted (goal conversion awarded); 5 converted and engaged;
 --   6 converted and engaged by a human touch; 7 goal met: all counted on the day of entry;
---   20 exited, on the day of exit; 21 first touched and 22 first touched by a human, on that day;
---   23 last touched and 24 last touched by a human, on the day of that (day-grain) last touch.
+--   20 exited, on the day of exit; 23 last touched and 24 last touched by a human, on the day
+--   of that (day-grain) last touch.
 create function enrollment_facts(enter_time timestamptz, exit_time timestamptz,
     first_touch timestamptz, first_human_touch timestamptz, goal_met timestamptz,
     converted timestamptz, last_touch timestamptz, last_human_touch timestamptz)
@@ -110,8 +106,6 @@ as $$
             and first_human_touch is not null then greatest(converted, first_human_touch) end),
         (7::smallint, enter_time, goal_met),
         (20::smallint, exit_time, exit_time),
-        (21::smallint, first_touch, first_touch),
-        (22::smallint, first_human_touch, first_human_touch),
         (23::smallint, last_touch, last_touch),
         (24::smallint, last_human_touch, last_human_touch)
     ) as f(fact, basis, since)

@@ -42,8 +42,6 @@ with counted as (
         e.fact_time >= $4
         or (e.enter_time >= $6 and e.enter_time < $7)
         or (e.exit_time >= $6 and e.exit_time < $7)
-        or (e.first_touch_time >= $6 and e.first_touch_time < $7)
-        or (e.first_human_touch_time >= $6 and e.first_human_touch_time < $7)
         or (e.last_touch_time >= $6 and e.last_touch_time < $7)
         or (e.last_human_touch_time >= $6 and e.last_human_touch_time < $7))
         -- the only facts the counts can hold wrongly for this range (the others add and take
