@@ -291,14 +291,25 @@ def assert_segments(
 
 
 def ranges(world: World) -> st.SearchStrategy[tuple[datetime | None, datetime | None]]:
-    """Unset (all time), or edges on the world's hour grid and at its events' own times."""
+    """Unset (all time), or edges on the world's hour grid, at its events' own times, and a
+    few hours after them (a range starting on the same UTC day as an event, before or after
+    mid-day: the counts of that day are taken as before the range or in it, and the
+    enrollments between the day's edge and the start read raw, ReportQuery.count_edge)."""
     times = sorted(
-        {e.enter_time for e in world.enrollments} | {g.occur_time for g in world.goal_events}
+        {e.enter_time for e in world.enrollments}
+        | {e.exit_time for e in world.enrollments if e.exit_time}
+        | {g.occur_time for g in world.goal_events}
+        | {t.occur_time for t in world.touchpoints}
     )
     edge = st.one_of(
         st.none(),
         st.integers(0, 25 * 24).map(lambda h: BASE + timedelta(hours=h)),
         st.sampled_from(times) if times else st.none(),
+        st.tuples(st.sampled_from(times), st.sampled_from((1, 2, 5, 11, 13))).map(
+            lambda t_h: t_h[0] + timedelta(hours=t_h[1])
+        )
+        if times
+        else st.none(),
     )
 
     def ordered(edges: tuple[datetime | None, datetime | None]) -> bool:

@@ -3,6 +3,7 @@ exited, engaged) and touchpoints per message and action, over a time range and p
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
 import grpc
@@ -12,6 +13,7 @@ from journeys.conversions.v1 import events_pb2, report_pb2
 from journeys.conversions.v1 import service_pb2 as pb
 
 from tests.builders import (
+    NOW,
     ago,
     define_journey,
     enter,
@@ -19,6 +21,7 @@ from tests.builders import (
     exit_,
     message,
     touchpoint,
+    ts,
 )
 
 if TYPE_CHECKING:
@@ -208,3 +211,35 @@ class TestMachineOpens:
         assert (report.entered, report.engaged) == (2, 1)
         assert (report.versions[0].entered, report.versions[0].engaged) == (2, 1)
         assert touches(report) == {"email-1": {"OPENED": 2}}
+
+
+# Entries (and one exit) at these hours of one UTC day three days ago; a range starting at each
+# START_HOURS hour of that day counts those at or after it. Starts in the day's first half and
+# in its second half: the report takes that day's counts as in the range or before it, and
+# reads the enrollments between the start and the day's edge itself (ReportQuery.count_edge).
+HOUR = timedelta(hours=1)
+ENTRY_HOURS = (3, 10, 14, 21)
+START_HOURS = (0, 2, 5, 11, 12, 13, 20, 22)
+
+
+@pytest.mark.parametrize("start_hour", START_HOURS)
+async def test_a_range_starting_within_a_day_counts_that_day_by_the_hour(
+    stub: Stub, start_hour: int
+) -> None:
+    day = (NOW - timedelta(days=3)).astimezone(UTC).replace(hour=0, minute=0, second=0)
+    day = day.replace(microsecond=0)
+    await stub.DefineJourney(define_journey("welcome", [message("email-1")]))
+    for hour in ENTRY_HOURS:
+        await stub.EnterJourney(enter(f"e{hour}", f"c{hour}", "welcome", ts(day + hour * HOUR)))
+    await stub.ExitJourney(exit_("e3", ts(day + 4 * HOUR)))
+    start = day + start_hour * HOUR
+    report = await get_report(stub, start=ts(start))
+    entered = sum(hour >= start_hour for hour in ENTRY_HOURS)
+    exited = int(start_hour <= 4)
+    assert participation(report) == {
+        "entered": entered,
+        "active": len(ENTRY_HOURS) - (1 - exited),
+        "exited": exited,
+        "engaged": 0,
+    }
+    assert report.versions[0].entered == entered

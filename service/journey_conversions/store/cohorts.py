@@ -58,7 +58,11 @@ async def read(
     found = CohortRows()
     shown = found.participation
     args = (tenant_id, q.journey_id, q.start, q.end, exclude_machine_opens)
-    for row in await conn.fetch(sql.statement("report_enrollments"), *args, *q.start_day()):
+    counts_from, span_from, span_to = q.count_edge()
+    enrollments = await conn.fetch(
+        sql.statement("report_enrollments"), *args, span_from, span_to, counts_from
+    )
+    for row in enrollments:
         version = row["version"]
         if not row["holdout"] and q.version in (0, version):
             shown.entered += row["entered"]
@@ -113,7 +117,9 @@ async def segments(
         return found.setdefault(segment, {}).setdefault(key, SegmentFigures(key))
 
     args = q.cohort_args(tenant_id)
-    for row in await conn.fetch(sql.statement("report_reach"), *args, *q.start_day()):
+    counts_from, span_from, span_to = q.count_edge()
+    reach = await conn.fetch(sql.statement("report_reach"), *args, span_from, span_to, counts_from)
+    for row in reach:
         segment = figures(row["segment"], row["key"])
         segment.reached, segment.converted = row["reached"], row["converted"]
     for row in await conn.fetch(sql.statement("report_segment_awards"), *args):

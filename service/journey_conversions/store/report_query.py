@@ -34,3 +34,15 @@ class ReportQuery:
         The cohort counts hold whole days; a report reads this one's enrollments itself."""
         day = self.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return day, day + timedelta(days=1)
+
+    def count_edge(self) -> tuple[datetime, datetime, datetime]:
+        """Where the cohort counts of whole UTC days begin for this range, and the span between
+        there and the start whose enrollments a report reads itself, as (counts_from, span_from,
+        span_to). The day holding the start is counted as in the range when the start lies in
+        its first half (the span is its part before the start), and as before the range when
+        in its second half (the span is its part from the start): the raw read is never more
+        than half a day of the journey's enrollments."""
+        day, next_day = self.start_day()
+        if self.start - day <= next_day - self.start:
+            return day, day, self.start
+        return next_day, self.start, next_day

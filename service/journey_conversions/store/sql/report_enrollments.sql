@@ -8,21 +8,21 @@
 --   the cohort (entered in the range): entered, engaged, converted, converted and engaged, goal
 --   met.
 -- The counts hold UTC days: each fact counted, whatever its time, on the day of its basis. They
--- are taken for the days from the first whole one in the range to the one holding its end
--- (partial: for a range ending now, its facts are all before the end). The enrollments they
--- count wrongly for the range are read themselves: those with a basis in the partial day at
--- the range's start, or any fact at or after its end (for a range ending now: hardly any).
--- Each adds what it counts for in the range and takes away what the counts hold of it; an
--- enrollment read needlessly adds and takes away the same.
--- $1 tenant; $2 journey; $5 whether machine-generated opens are excluded; [$6, $7) the UTC day
--- holding $3 (report_day, given so that the planner reads the enrollments through their
--- indexes). Every version is counted (the cohort's baseline may be one not asked for): the
--- caller picks the versions.
+-- are taken as in the range from the day $8 to the one holding the end (partial: for a range
+-- ending now, its facts are all before the end), and as before it up to $8. $8 is the start of
+-- the day holding $3 or of the next one, whichever is nearer (ReportQuery.count_edge), so the
+-- counts are wrong for this range only for facts with a basis between $8 and $3, the span
+-- [$6, $7), or at or after its end (for a range ending now: hardly any). Those enrollments are
+-- read themselves: each adds what it counts for in the range and takes away what the counts
+-- hold of it; an enrollment read needlessly adds and takes away the same.
+-- $1 tenant; $2 journey; $5 whether machine-generated opens are excluded; [$6, $7) the span
+-- (given so that the planner reads the enrollments through their indexes). Every version is
+-- counted (the cohort's baseline may be one not asked for): the caller picks the versions.
 with counted as (
     -- counts of one (day, fact, version, arm, shard) fit an integer, so their sums fit a bigint
     select c.version, c.holdout, c.fact, c.n::integer,
-        c.day >= $3 and c.day < $4 as in_range,
-        c.day + interval '24 hours' <= $3 as before_start,
+        c.day >= $8 and c.day < $4 as in_range,
+        c.day < $8 as before_start,
         c.day < $4 as before_end
     from cohort_counts c
     where c.tenant_id = $1 and c.journey_id = $2 and c.day < $4 and c.key = ''
@@ -35,8 +35,8 @@ with counted as (
     cross join lateral (values
         (1, f.basis >= $3 and f.basis < $4 and f.since < $4, f.basis < $3 and f.since < $4,
             f.basis < $4 and f.since < $4),
-        (-1, report_day(f.basis) >= $3 and report_day(f.basis) < $4,
-            report_day(f.basis) + interval '24 hours' <= $3, report_day(f.basis) < $4)
+        (-1, report_day(f.basis) >= $8 and report_day(f.basis) < $4,
+            report_day(f.basis) < $8, report_day(f.basis) < $4)
     ) as s(n, in_range, before_start, before_end)
     where e.tenant_id = $1 and e.journey_id = $2 and (
         e.fact_time >= $4
