@@ -5,7 +5,8 @@ own process; (b) the ingest ceiling: asyncpg unnest batches straight into the to
 (bench.ingest.baseline); (c) our unary writes: RecordTouchpoint through a real `journey-conversions
 serve` process at the concurrencies of (a), and c/a, plus RecordGoalEvent and EnterJourney at the
 highest concurrency; (d) our batch ingest: BatchRecordTouchpoints (bench.ingest.through_service)
-and d/b, with a row kept for a streaming ingest RPC that does not exist yet; (e) the latency of
+and StreamIngest (bench.ingest.through_stream: the same batches as messages of one stream, the
+server keeping 4 unanswered), each with d/b; (e) the latency of
 RecordGoalEvent sent open loop at a steady rate against a realistic tenant (bench.tenant);
 (f) the peak RSS (VmHWM) of every server process. (a) to (d) are closed loops: N workers each
 send their next call when the previous one answers. Every measurement gets a fresh database,
@@ -47,10 +48,12 @@ from bench.ingest import (
     run_concurrently,
     scratch_database,
     through_service,
+    through_stream,
 )
 from bench.report import Timing
 from bench.tenant import PRODUCTS, TenantSpec, add_size_arguments, load_tenant, tenant_counts
 from journey_conversions.domain import GoalEventType
+from journey_conversions.servicer.streaming import IN_FLIGHT
 from tests.builders import define_journey, enter, goal, goal_event, message, touchpoint, ts
 from tests.processes import serve
 
@@ -156,7 +159,7 @@ class Flood:
     goal_events: Throughput  # (c), informational, at the highest concurrency
     entries: Throughput  # (c), informational, at the highest concurrency
     batches: Throughput  # (d), rows
-    stream: Throughput | None  # (d), rows; None until a streaming ingest RPC exists
+    stream: Throughput  # (d), rows
     goal_latency: list[GoalLatency]  # (e), one per tenant size
 
 
@@ -338,11 +341,17 @@ async def our_batch_ingest(admin_url: str, options: Options) -> Throughput:
     return Throughput(options.rows, seconds, Counter({OK: calls}), rss)
 
 
-async def our_stream_ingest(admin_url: str, options: Options) -> Throughput | None:
-    """(d) The hook for a streaming ingest RPC: none exists yet. When one does, send the same
-    `make_rows(options.rows, ...)` through it here as our_batch_ingest does and return its
-    Throughput (rows); the table then prints its rate and its ratio to (b)."""
-    return None
+async def our_stream_ingest(admin_url: str, options: Options) -> Throughput:
+    """(d) The same rows and batch size as our_batch_ingest, as the messages of one StreamIngest
+    stream through a `serve` process (every item must be accepted)."""
+    rows = make_rows(options.rows, options.contacts, "svc")
+
+    async def measure(target: str) -> tuple[float, int]:
+        return await through_stream(target, rows, options.batch)
+
+    async with scratch_database(admin_url, options.keep) as url:
+        (seconds, messages), rss = await on_server(url, measure)
+    return Throughput(options.rows, seconds, Counter({OK: messages}), rss)
 
 
 # Active, treated enrollments first (their goal events are the ones attribution works on),
@@ -471,6 +480,7 @@ async def flood(admin_url: str, options: Options) -> Flood:
     entries = await our_unary(admin_url, keep, enter_journey, calls, highest)
     say("== (d) BatchRecordTouchpoints")
     batches = await our_batch_ingest(admin_url, options)
+    say("== (d) StreamIngest")
     stream = await our_stream_ingest(admin_url, options)
     latencies = await goal_latencies(admin_url, options)
     return Flood(noop, ceiling, touchpoints, goal_events, entries, batches, stream, latencies)
@@ -489,7 +499,7 @@ def mib(value: float | None) -> str:
 
 
 def throughput_row(
-    name: str, load: str, measured: Throughput, unit: str, ratio: str = ""
+    name: str, load: str, measured: Throughput, unit: str, ratio: str = "", notes: str = ""
 ) -> tuple[str, ...]:
     return (
         name,
@@ -497,7 +507,7 @@ def throughput_row(
         f"{measured.rate:,.0f} {unit}/s",
         ratio,
         mib(measured.peak_rss_mib),
-        calls_and_statuses(measured.codes),
+        notes or calls_and_statuses(measured.codes),
     )
 
 
@@ -540,11 +550,17 @@ def rows_of(result: Flood, options: Options) -> list[tuple[str, ...]]:
     rows.append(
         throughput_row("(d) BatchRecordTouchpoints", batching, result.batches, "rows", ratio)
     )
-    if result.stream is None:
-        rows.append(("(d) stream: not available", "", "", "", "", "no streaming ingest RPC yet"))
-    else:
-        ratio = f"d/b {result.stream.rate / ceiling:.2f}"
-        rows.append(throughput_row("(d) stream", batching, result.stream, "rows", ratio))
+    stream = result.stream
+    rows.append(
+        throughput_row(
+            "(d) StreamIngest",
+            f"{options.batch}/message, {IN_FLIGHT} in flight (server)",
+            stream,
+            "rows",
+            f"d/b {stream.rate / ceiling:.2f}",
+            f"1 stream, {stream.codes[OK]:,} messages answered in order",
+        )
+    )
     rows.extend(latency_row(measured, options) for measured in result.goal_latency)
     return rows
 
@@ -573,7 +589,9 @@ def preamble(options: Options) -> str:
         f" previous one answers: {options.unary_calls:,} unary calls per row after N untimed"
         f" warm-up calls at N = {', '.join(map(str, options.concurrencies))}, and"
         f" {options.rows:,} touchpoints in batches of {options.batch} with {options.in_flight}"
-        " in flight. Open loop for (e): call i fires at start + i/rate whatever is still"
+        " in flight (StreamIngest: the same batches as the messages of one stream, written as"
+        f" fast as the server reads them; it keeps {IN_FLIGHT} unanswered). Open loop for (e):"
+        " call i fires at start + i/rate whatever is still"
         f" outstanding ({options.goal_rate:g}/s for {options.goal_seconds:g} s, at most"
         f" {options.goal_cap:,} in flight, {options.goal_timeout:g} s per call), its latency"
         f" counted from its scheduled time, over OK calls; on {tenants} (bench.tenant). The client"

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
@@ -29,6 +30,9 @@ from journeys.conversions.v1 import service_pb2 as pb
 from journey_conversions import db
 from tests.builders import ts
 from tests.processes import serve
+
+if TYPE_CHECKING:
+    from tests.builders import Stub
 
 
 @dataclass(frozen=True)
@@ -90,56 +94,97 @@ async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> fl
         await pool.close()
 
 
+async def define_bench_journey(stub: Stub) -> None:
+    """Journey "bench" with the one email every row is a touchpoint of."""
+    await stub.DefineJourney(
+        pb.DefineJourneyRequest(
+            request_id="bench",
+            journey=journey_pb2.Journey(
+                journey_id="bench",
+                goal=journey_pb2.GoalCriterion(event_type=journey_pb2.GOAL_EVENT_TYPE_ORDER_PLACED),
+                versions=[
+                    journey_pb2.JourneyVersion(
+                        version=1,
+                        messages=[
+                            journey_pb2.JourneyMessage(
+                                message_id="email", channel=journey_pb2.CHANNEL_EMAIL
+                            )
+                        ],
+                    )
+                ],
+            ),
+        )
+    )
+
+
+def touchpoint_batches(rows: list[Row], size: int) -> list[pb.BatchRecordTouchpointsRequest]:
+    """The rows as touchpoints of journey "bench", `size` to a batch."""
+    return [
+        pb.BatchRecordTouchpointsRequest(
+            touchpoints=[
+                events_pb2.Touchpoint(
+                    event_id=r.event_id,
+                    contact_id=r.contact_id,
+                    journey_id="bench",
+                    version=1,
+                    message_id="email",
+                    channel=journey_pb2.CHANNEL_EMAIL,
+                    action=events_pb2.TOUCHPOINT_ACTION_DELIVERED,
+                    occur_time=ts(r.occur_time),
+                )
+                for r in batch
+            ]
+        )
+        for batch in batches(rows, size)
+    ]
+
+
+def all_accepted(results: Sequence[events_pb2.ItemResult]) -> None:
+    assert all(r.status == events_pb2.ITEM_STATUS_ACCEPTED for r in results)
+
+
 async def through_service(target: str, rows: list[Row], size: int, concurrency: int) -> float:
+    """Seconds to send the rows through BatchRecordTouchpoints, `concurrency` calls at once."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
-        await stub.DefineJourney(
-            pb.DefineJourneyRequest(
-                request_id="bench",
-                journey=journey_pb2.Journey(
-                    journey_id="bench",
-                    goal=journey_pb2.GoalCriterion(
-                        event_type=journey_pb2.GOAL_EVENT_TYPE_ORDER_PLACED
-                    ),
-                    versions=[
-                        journey_pb2.JourneyVersion(
-                            version=1,
-                            messages=[
-                                journey_pb2.JourneyMessage(
-                                    message_id="email", channel=journey_pb2.CHANNEL_EMAIL
-                                )
-                            ],
-                        )
-                    ],
-                ),
-            )
-        )
-        prepared = [
-            pb.BatchRecordTouchpointsRequest(
-                touchpoints=[
-                    events_pb2.Touchpoint(
-                        event_id=r.event_id,
-                        contact_id=r.contact_id,
-                        journey_id="bench",
-                        version=1,
-                        message_id="email",
-                        channel=journey_pb2.CHANNEL_EMAIL,
-                        action=events_pb2.TOUCHPOINT_ACTION_DELIVERED,
-                        occur_time=ts(r.occur_time),
-                    )
-                    for r in batch
-                ]
-            )
-            for batch in batches(rows, size)
-        ]
+        await define_bench_journey(stub)
+        prepared = touchpoint_batches(rows, size)
 
         async def record(request: pb.BatchRecordTouchpointsRequest) -> None:
-            reply = await stub.BatchRecordTouchpoints(request, timeout=120)
-            assert all(r.status == events_pb2.ITEM_STATUS_ACCEPTED for r in reply.results)
+            all_accepted((await stub.BatchRecordTouchpoints(request, timeout=120)).results)
 
         return await run_concurrently(
             [functools.partial(record, request) for request in prepared], concurrency
         )
+
+
+async def through_stream(target: str, rows: list[Row], size: int) -> tuple[float, int]:
+    """Seconds to send the rows as StreamIngest messages of `size` on one stream, written as
+    fast as the server reads them (it keeps 4 unanswered at most), and the messages sent."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
+        await define_bench_journey(stub)
+        prepared = [
+            pb.StreamIngestRequest(sequence=index, touchpoints=batch)
+            for index, batch in enumerate(touchpoint_batches(rows, size))
+        ]
+        started = time.perf_counter()
+        call = stub.StreamIngest(timeout=600)
+
+        async def write() -> None:
+            for message in prepared:
+                await call.write(message)
+            await call.done_writing()
+
+        writer = asyncio.ensure_future(write())
+        answered = 0
+        async for response in call:
+            assert response.sequence == answered and not response.HasField("error")
+            all_accepted(response.results)
+            answered += 1
+        await writer
+        assert answered == len(prepared)
+        return time.perf_counter() - started, answered
 
 
 async def fresh_database(admin_url: str) -> str:

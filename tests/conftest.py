@@ -7,6 +7,7 @@ and its own grpc.aio server on a free port, called through the generated stubs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -73,6 +74,18 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
     await admin_execute(postgres_url, f'create database "{name}" template "{template_database}"')
     yield with_database(postgres_url, name)
     await admin_execute(postgres_url, f'drop database if exists "{name}" with (force)')
+
+
+@contextlib.asynccontextmanager
+async def touchpoints_locked(database_url: str) -> AsyncIterator[None]:
+    """Every touchpoint insert waits while the block runs: writes held in flight at will."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("lock table touchpoints in access exclusive mode")
+            yield
+    finally:
+        await conn.close()
 
 
 # Most tests name their tenant with x-tenant-id (development auth); tests/api/test_auth.py

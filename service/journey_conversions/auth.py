@@ -52,6 +52,7 @@ METHOD_SCOPES: dict[str, Scope] = {
     "BatchRecordTouchpoints": Scope.WRITE,
     "RecordGoalEvent": Scope.WRITE,
     "BatchRecordGoalEvents": Scope.WRITE,
+    "StreamIngest": Scope.WRITE,
     "MarkConversion": Scope.WRITE,
     "EvaluateGoal": Scope.WRITE,
     "DefineJourney": Scope.ADMIN,

@@ -25,6 +25,15 @@ GROUP_COMMIT_ITEMS = Histogram(
     ["kind"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
 )
+STREAM_MESSAGES = Counter(
+    "jc_stream_ingest_messages_total",
+    "StreamIngest messages answered, by outcome (written; refused: the whole message)",
+    ["outcome"],
+)
+STREAM_UNANSWERED = Gauge(
+    "jc_stream_ingest_unanswered",
+    "StreamIngest messages read and not yet answered, over every stream (at most 4 a stream)",
+)
 POOL_IN_USE = Gauge("jc_db_pool_connections_in_use", "Database connections checked out")
 POOL_SIZE = Gauge("jc_db_pool_connections", "Database connections open")
 

@@ -25,6 +25,24 @@ MALFORMED_REQUEST = "MALFORMED_REQUEST"  # the ErrorInfo reason
 
 _Unary = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Message]]
 _Streaming = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[Message]]
+_Bidirectional = Callable[
+    [AsyncIterator[Any], "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[Message]
+]
+
+
+def _decode(request_type: type[Message], raw: bytes) -> Message:
+    """The request parsed from its bytes; INVALID_ARGUMENT (MALFORMED_REQUEST) otherwise."""
+    try:
+        return request_type.FromString(raw)
+    except DecodeError as error:
+        # upb says "Error parsing message with type 'T': <reason>"; keep only the reason.
+        reason = str(error).rpartition(": ")[2] or "cannot be parsed"
+        name = request_type.DESCRIPTOR.full_name
+        raise ServiceError(
+            MALFORMED_REQUEST,
+            f"the request is not a valid {name} message: {reason}",
+            code=grpc.StatusCode.INVALID_ARGUMENT,
+        ) from None
 
 
 async def _parse(
@@ -32,19 +50,10 @@ async def _parse(
 ) -> Message:
     """The request parsed from its bytes; otherwise the call ends with INVALID_ARGUMENT."""
     try:
-        return request_type.FromString(raw)
-    except DecodeError as error:
-        # upb says "Error parsing message with type 'T': <reason>"; keep only the reason.
-        reason = str(error).rpartition(": ")[2] or "cannot be parsed"
-        name = request_type.DESCRIPTOR.full_name
-        status = to_grpc_status(
-            ServiceError(
-                MALFORMED_REQUEST,
-                f"the request is not a valid {name} message: {reason}",
-                code=grpc.StatusCode.INVALID_ARGUMENT,
-            )
-        )
-        await context.abort_with_status(status)
+        return _decode(request_type, raw)
+    except ServiceError as error:
+        await context.abort_with_status(to_grpc_status(error))
+        raise
 
 
 def _unary(behavior: _Unary, request_type: type[Message]) -> _Unary:
@@ -65,6 +74,25 @@ def _streaming(behavior: _Streaming, request_type: type[Message]) -> _Streaming:
     return handler
 
 
+async def _decoded(
+    request_type: type[Message], raw_requests: AsyncIterator[bytes]
+) -> AsyncIterator[Message]:
+    """A stream's requests parsed one by one: bytes that are not a request end the stream
+    where they come, after the answers to the requests before them (the handler's errors)."""
+    async for raw in raw_requests:
+        yield _decode(request_type, raw)
+
+
+def _bidirectional(behavior: _Bidirectional, request_type: type[Message]) -> _Bidirectional:
+    async def handler(
+        raw_requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Message]:
+        async for response in behavior(_decoded(request_type, raw_requests), context):
+            yield response
+
+    return handler
+
+
 def _method_handler(servicer: object, method: MethodDescriptor) -> grpc.RpcMethodHandler[Any, Any]:
     """The handler of one method; raises TypeError at startup, not at the first call, when the
     servicer cannot answer it (missing, or still the generated synchronous UNIMPLEMENTED stub:
@@ -73,8 +101,16 @@ def _method_handler(servicer: object, method: MethodDescriptor) -> grpc.RpcMetho
     request_type = message_factory.GetMessageClass(method.input_type)
     response_type = message_factory.GetMessageClass(method.output_type)
     where = f"{type(servicer).__name__}.{method.name}"
-    if method.client_streaming:
+    if method.client_streaming and not method.server_streaming:
         raise TypeError(f"{method.full_name}: client streaming is not supported here")
+    if method.client_streaming:
+        if not inspect.isasyncgenfunction(behavior):
+            raise TypeError(f"{where} must be an async generator method")
+        return grpc.stream_stream_rpc_method_handler(
+            _bidirectional(behavior, request_type),
+            request_deserializer=None,  # raw bytes: _decoded turns them into requests
+            response_serializer=response_type.SerializeToString,
+        )
     if method.server_streaming:
         if not inspect.isasyncgenfunction(behavior):
             raise TypeError(f"{where} must be an async generator method")

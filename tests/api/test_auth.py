@@ -38,7 +38,16 @@ async def code_of(stub: Stub, method: str, metadata: Any) -> grpc.StatusCode:
     request_type: Any = getattr(pb, descriptor.input_type.name)
     request: Message = request_type()
     try:
-        if descriptor.server_streaming:
+        if descriptor.client_streaming:
+            # Written once the server accepted the stream (its headers), then half-closed.
+            call = getattr(stub, method)(metadata=metadata, timeout=10)
+            await call.initial_metadata()
+            if not call.done():
+                await call.write(request)
+                await call.done_writing()
+            async for _ in call:
+                pass
+        elif descriptor.server_streaming:
             stream = getattr(stub, method)(request, metadata=metadata, timeout=1)
             async for _ in stream:
                 break

@@ -13,7 +13,10 @@ For every example:
 - the reply is a status the contract documents (never INTERNAL, UNKNOWN or a hang; a
   conversion-event stream ends only at its own short deadline), and every error carries a
   google.rpc.ErrorInfo (plus BadRequest field violations for INVALID_ARGUMENT);
-- a batch answers for every item, in order, and stores exactly the items it accepted;
+- a batch answers for every item, in order, and stores exactly the items it accepted (a
+  StreamIngest message is judged as the Batch RPC of its batch's kind, and
+  test_stream_ingest_answers_a_fuzzed_batch_as_its_batch_rpc sends the same fuzzed batches
+  both ways);
 - a failed call, and any read, leaves the tenant's rows in every table exactly as they were;
 - the server still answers health checks SERVING.
 
@@ -53,7 +56,9 @@ from journeys.conversions.v1 import conversions_pb2, events_pb2, journey_pb2, se
 from journeys.conversions.v1 import service_pb2 as pb
 
 from journey_conversions import config as config_module
+from journey_conversions.auth import METHOD_SCOPES
 from journey_conversions.errors import MAX_LISTED_VIOLATIONS
+from journey_conversions.keys import Scope
 from journey_conversions.parse import (
     MAX_BATCH,
     MAX_ID_LENGTH,
@@ -86,7 +91,11 @@ Code = grpc.StatusCode
 
 SERVICE = pb.DESCRIPTOR.services_by_name["JourneyConversionsService"]
 METHOD_NAMES = [m.name for m in SERVICE.methods]
-STREAMING = {m.name for m in SERVICE.methods if m.server_streaming}
+# Server streams keep streaming until their deadline; a bidirectional stream gets one message,
+# then half-close, and ends once it is answered.
+STREAMING = {m.name for m in SERVICE.methods if m.server_streaming and not m.client_streaming}
+BIDIRECTIONAL = {m.name for m in SERVICE.methods if m.client_streaming}
+STREAM_INGEST = "StreamIngest"
 STREAM_TIMEOUT = 0.25  # a valid stream keeps streaming; its deadline ends it
 UNARY_TIMEOUT = 30.0  # far beyond any call's time: reaching it is a hang
 SERVER_HEALTH_CHECKS = [
@@ -132,12 +141,14 @@ DOCUMENTED: dict[str, set[Code]] = {
     "ExplainGoalEvent": {Code.NOT_FOUND},
     "ListConversionAwards": {Code.NOT_FOUND},
     "StreamConversionEvents": {Code.DEADLINE_EXCEEDED},
+    # A refused message is answered on the stream, which goes on (see as_batch).
+    "StreamIngest": set(),
     # FAILED_PRECONDITION: a value total beyond Money's int64 (REPORT_VALUE_OUT_OF_RANGE).
     "GetJourneyReport": {Code.NOT_FOUND, Code.FAILED_PRECONDITION},
 }
 # The statuses a rejected batch item may carry (as ItemError.code).
 ITEM_CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"}
-READS = {m for m in METHOD_NAMES if m.startswith(("Get", "List", "Explain", "Stream"))}
+READS = {m for m in METHOD_NAMES if METHOD_SCOPES[m] == Scope.READ}
 
 
 @dataclass(frozen=True)
@@ -302,6 +313,13 @@ BASES: dict[str, Message] = {
         journey_id="welcome", contact_id="c1", page_size=10
     ),
     "StreamConversionEvents": pb.StreamConversionEventsRequest(after_position=0),
+    # The fuzzer sets fields of every kind of the oneof, so every kind of batch is sent.
+    "StreamIngest": pb.StreamIngestRequest(
+        sequence=7,
+        touchpoints=pb.BatchRecordTouchpointsRequest(
+            touchpoints=[touchpoint("t5", "c2", "welcome", "sms-1", ago(hours=2), "SMS", "CLICKED")]
+        ),
+    ),
     "GetJourneyReport": pb.GetJourneyReportRequest(
         journey_id="welcome",
         start_time=ago(days=3),
@@ -423,6 +441,7 @@ INT32_EDGES = [0, 1, 2, -1, 500, 501, 2**31 - 1, -(2**31)]
 INT64_EDGES = [0, 1, -1, 2**31, 2**53 + 1, 2**63 - 1, -(2**63)]
 INT32S = st.one_of(st.sampled_from(INT32_EDGES), st.integers(-(2**31), 2**31 - 1))
 INT64S = st.one_of(st.sampled_from(INT64_EDGES), st.integers(-(2**63), 2**63 - 1))
+UINT64S = st.one_of(st.sampled_from([0, 1, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1))
 UNKNOWN_ENUM_NUMBERS = [-1, 99, 2**31 - 1, -(2**31)]
 
 # google.protobuf.Timestamp allows 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
@@ -529,6 +548,8 @@ def scalar_values(field: FieldDescriptor) -> st.SearchStrategy[Any]:
         return INT32S
     if kind in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
         return INT64S
+    if kind == FieldDescriptor.TYPE_UINT64:
+        return UINT64S
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return DOUBLES
     raise AssertionError(f"no strategy for field {field.full_name} of type {kind}")
@@ -691,7 +712,15 @@ async def invoke(env: Env, method: str, request: Message, metadata: Metadata) ->
     rpc: Any = getattr(env.stub, method)
     responses: list[Message] = []
     try:
-        if method in STREAMING:
+        if method in BIDIRECTIONAL:
+            call = rpc(metadata=metadata, timeout=UNARY_TIMEOUT)
+            await call.initial_metadata()  # accepted: writing cannot race a refusal
+            if not call.done():
+                await call.write(request)
+                await call.done_writing()
+            async for item in call:
+                responses.append(item)
+        elif method in STREAMING:
             async for item in rpc(request, metadata=metadata, timeout=STREAM_TIMEOUT):
                 responses.append(item)
         else:
@@ -763,6 +792,45 @@ def assert_item_results(
     return results
 
 
+# The Batch RPC that answers each kind of a StreamIngest message's batch.
+STREAM_BATCHES = {
+    "touchpoints": "BatchRecordTouchpoints",
+    "goal_events": "BatchRecordGoalEvents",
+    "enrollments": "BatchEnterJourney",
+    "exits": "BatchExitJourney",
+}
+
+
+def batch_method(method: str, request: Message) -> str:
+    """The method whose answer `request` gets: its own, or for a StreamIngest message the
+    Batch RPC of its batch's kind."""
+    if method != STREAM_INGEST:
+        return method
+    field = cast(pb.StreamIngestRequest, request).WhichOneof("batch")
+    return STREAM_BATCHES[field] if field else method
+
+
+def as_batch(request: Message, reply: Reply) -> tuple[Message, Reply]:
+    """A StreamIngest message answered on an open stream, as the Batch RPC of its kind: its
+    batch, and its one response as that RPC's reply (a refused message as a failed call,
+    which must be INVALID_ARGUMENT with field violations; the stream ended OK)."""
+    message = cast(pb.StreamIngestRequest, request)
+    (response,) = cast(list[pb.StreamIngestResponse], reply.responses)
+    assert response.sequence == message.sequence
+    field = message.WhichOneof("batch")
+    inner: Message = getattr(message, field) if field else message
+    if response.HasField("error"):
+        error = response.error
+        assert not response.results
+        assert error.code == "INVALID_ARGUMENT" and error.reason and error.message, error
+        assert error.field_violations and all(v.description for v in error.field_violations)
+        return inner, Reply(Code.INVALID_ARGUMENT, None, [])
+    assert field is not None
+    method = SERVICE.methods_by_name[STREAM_BATCHES[field]]
+    answer = message_factory.GetMessageClass(method.output_type)(results=response.results)
+    return inner, Reply(Code.OK, None, [answer])
+
+
 def test_every_rpc_has_a_base_request() -> None:
     """A new RPC fails here until it is fuzzed (and its errors documented above)."""
     assert sorted(BASES) == sorted(METHOD_NAMES)
@@ -798,7 +866,7 @@ async def test_fuzzed_request_gets_a_defined_status_and_writes_nothing_when_refu
     tenant_id, metadata = new_tenant()
     await seed(env, metadata)
     before = await rows(env, tenant_id)
-    batch = BATCHES.get(method)
+    batch = BATCHES.get(batch_method(method, request))
     keys_before = await stored_keys(env, tenant_id, batch) if batch else set()
 
     reply = await invoke(env, method, request, metadata)
@@ -806,6 +874,8 @@ async def test_fuzzed_request_gets_a_defined_status_and_writes_nothing_when_refu
     if reply.error is not None:
         note(f"{reply.code.name}: {(reply.error.details() or '')[:500]}")
     assert_defined_status(method, reply)
+    if method == STREAM_INGEST and reply.code == Code.OK:
+        request, reply = as_batch(request, reply)
 
     if batch and reply.code == Code.OK:
         results = assert_item_results(request, batch, reply)
@@ -821,6 +891,53 @@ async def test_fuzzed_request_gets_a_defined_status_and_writes_nothing_when_refu
 
 
 WRITES = [m for m in METHOD_NAMES if m not in READS]
+
+
+@pytest.mark.parametrize("method", list(BATCHES))
+@settings(
+    max_examples=examples(8, 300),
+    deadline=None,
+    suppress_health_check=SERVER_HEALTH_CHECKS,
+)
+@given(data=st.data(), sequence=UINT64S)
+async def test_stream_ingest_answers_a_fuzzed_batch_as_its_batch_rpc(
+    env: Env, method: str, data: st.DataObject, sequence: int
+) -> None:
+    """The same fuzzed batch, in two tenants seeded alike, through the Batch RPC and as a
+    StreamIngest message: the same item results, or the message refused with the Batch
+    RPC's status (the stream going on), or both over the size limit."""
+    request = data.draw(requests(method), label="request")
+    _, by_batch_md = new_tenant()
+    _, by_stream_md = new_tenant()
+    await seed(env, by_batch_md)
+    await seed(env, by_stream_md)
+    field = next(f for f, m in STREAM_BATCHES.items() if m == method)
+    message = pb.StreamIngestRequest(sequence=sequence)
+    getattr(message, field).CopyFrom(request)
+
+    by_batch = await invoke(env, method, request, by_batch_md)
+    by_stream = await invoke(env, STREAM_INGEST, message, by_stream_md)
+    event(f"{method}: {by_batch.code.name}")
+    if by_batch.code == Code.RESOURCE_EXHAUSTED:  # over grpc's message size limit
+        assert by_stream.code == Code.RESOURCE_EXHAUSTED, by_stream.error
+        return
+    assert by_stream.code == Code.OK, by_stream.error
+    (response,) = cast(list[pb.StreamIngestResponse], by_stream.responses)
+    assert response.sequence == sequence
+    if by_batch.error is None:
+        (answer,) = by_batch.responses
+        assert list(response.results) == list(cast(Any, answer).results)
+        assert not response.HasField("error")
+    else:
+        refused = response.error
+        assert (refused.code, refused.reason, refused.message) == (
+            by_batch.code.name,
+            error_reason(by_batch.error),
+            by_batch.error.details(),
+        )
+        assert {v.field: v.description for v in refused.field_violations} == field_violations(
+            by_batch.error
+        )
 
 
 @settings(
@@ -1657,7 +1774,12 @@ async def test_every_string_field_of_every_request_takes_an_adversarial_value(
                 before = await rows(env, tenant_id)
             if value != SWEPT_VALUES["nul"] or any(f.name == "goal_history" for f in path):
                 continue
-            if method in BATCHES:
+            answered_as = batch_method(method, request)
+            if answered_as != method:  # a StreamIngest message: judged as its batch
+                assert reply.code == Code.OK, (name, reply.error)
+                request, reply = as_batch(request, reply)
+                name = name.partition(".")[2]
+            if answered_as in BATCHES:
                 assert reply.code == Code.OK, (name, reply.error)
                 (response,) = reply.responses
                 (result,) = cast(Any, response).results
@@ -1695,6 +1817,8 @@ def extremes(field: FieldDescriptor) -> list[object]:
         return [2**31 - 1, -(2**31)]
     if field.type == FieldDescriptor.TYPE_INT64:
         return [2**63 - 1, -(2**63)]
+    if field.type == FieldDescriptor.TYPE_UINT64:
+        return [2**64 - 1]
     if field.type == FieldDescriptor.TYPE_BOOL:
         return [True]
     return []

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ class Run:
     def json(self) -> Any:
         return json.loads(self.stdout)
 
+    def messages(self) -> list[Any]:
+        """The JSON objects grpcurl printed, one per response of a stream."""
+        decoder, found, at = json.JSONDecoder(), [], 0
+        while self.stdout[at:].strip():
+            at += len(self.stdout[at:]) - len(self.stdout[at:].lstrip())
+            value, at = decoder.raw_decode(self.stdout, at)
+            found.append(value)
+        return found
+
 
 Grpcurl = Callable[..., Awaitable[Run]]
 
@@ -39,17 +49,26 @@ def grpcurl(service_target: str) -> Grpcurl:
         pytest.fail(f"grpcurl is not installed next to {sys.executable} (pip install '.[test]')")
 
     async def run(
-        *command: str, flags: tuple[str, ...] = (), data: dict[str, Any] | None = None
+        *command: str,
+        flags: tuple[str, ...] = (),
+        data: dict[str, Any] | None = None,
+        stdin: str | None = None,  # `-d @`: the request messages, one JSON object after another
     ) -> Run:
         argv = [str(GRPCURL), "-plaintext", "-max-time", "30", *flags]
         if data is not None:
             argv += ["-d", json.dumps(data)]
+        elif stdin is not None:
+            argv += ["-d", "@"]
         argv += [service_target, *command]
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+            sent = None if stdin is None else stdin.encode()
+            out, err = await asyncio.wait_for(proc.communicate(sent), timeout=60)
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -93,6 +112,7 @@ class TestReflection:
             "DefineJourney",
             "GetJourney",
             "BatchRecordTouchpoints",
+            "StreamIngest",
             "StreamConversionEvents",
             "GetJourneyReport",
         ):
@@ -100,6 +120,10 @@ class TestReflection:
         assert "returns ( stream .journeys.conversions.v1.StreamConversionEventsResponse )" in (
             result.stdout
         )
+        assert (
+            "rpc StreamIngest ( stream .journeys.conversions.v1.StreamIngestRequest )"
+            " returns ( stream .journeys.conversions.v1.StreamIngestResponse )"
+        ) in result.stdout
 
 
 class TestJsonCalls:
@@ -141,6 +165,46 @@ class TestJsonCalls:
             for violation in detail["field_violations"]
         }
         assert "touchpoint.occur_time" in fields
+
+    async def test_stream_ingest_takes_one_json_message_after_another(
+        self, grpcurl: Grpcurl
+    ) -> None:
+        """As the README shows it: `-d @` and the messages on standard input."""
+        defined = await grpcurl(f"{SERVICE}/DefineJourney", data=JOURNEY)
+        assert defined.returncode == 0, defined.stderr
+        at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        entry = {"enrollment_id": "e1", "contact_id": "c1", "journey_id": "welcome", "version": 1}
+        click = {
+            "event_id": "t1",
+            "contact_id": "c1",
+            "journey_id": "welcome",
+            "message_id": "email-1",
+            "channel": "CHANNEL_EMAIL",
+            "action": "TOUCHPOINT_ACTION_CLICKED",
+            "occur_time": at,
+        }
+        messages = [
+            {"sequence": 1, "enrollments": {"enrollments": [{**entry, "enter_time": at}]}},
+            {"sequence": 2, "touchpoints": {"touchpoints": [click, click]}},
+            {"sequence": 3},
+        ]
+        result = await grpcurl(
+            f"{SERVICE}/StreamIngest", stdin="\n".join(json.dumps(m) for m in messages)
+        )
+        assert result.returncode == 0, result.stderr
+        first, second, third = result.messages()
+        assert first == {
+            "sequence": "1",
+            "results": [{"event_id": "e1", "status": "ITEM_STATUS_ACCEPTED"}],
+        }
+        assert second["sequence"] == "2"
+        assert [r["status"] for r in second["results"]] == [
+            "ITEM_STATUS_ACCEPTED",
+            "ITEM_STATUS_DUPLICATE",
+        ]
+        assert third["sequence"] == "3"
+        assert third["error"]["code"] == "INVALID_ARGUMENT"
+        assert [v["field"] for v in third["error"]["field_violations"]] == ["batch"]
 
     async def test_tenant_header_selects_the_tenant(self, grpcurl: Grpcurl) -> None:
         header = ("-H", "x-tenant-id: t2")

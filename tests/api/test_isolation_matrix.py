@@ -182,6 +182,7 @@ def _items(reply: Reply) -> list[events_pb2.ItemResult]:
         pb.BatchRecordGoalEventsResponse,
         pb.BatchEnterJourneyResponse,
         pb.BatchExitJourneyResponse,
+        pb.StreamIngestResponse,
     )
     return [item for m in reply.messages if isinstance(m, batches) for item in m.results]
 
@@ -246,6 +247,19 @@ async def read_stream(stub: Stub, metadata: Metadata) -> list[pb.StreamConversio
         if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
             raise
     return items
+
+
+async def stream_ingest(
+    stub: Stub, metadata: Metadata, *requests: pb.StreamIngestRequest
+) -> list[pb.StreamIngestResponse]:
+    """Every response of a StreamIngest stream that sends the requests, then half-closes."""
+    call = stub.StreamIngest(metadata=metadata, timeout=30)
+    await call.initial_metadata()  # accepted: writing cannot race a refusal
+    if not call.done():
+        for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    return [item async for item in call]
 
 
 def report_request(journey_id: str) -> pb.GetJourneyReportRequest:
@@ -417,6 +431,36 @@ CASES: tuple[Case, ...] = (
         ITEMS_NOT_FOUND,
         lambda s, i, m: s.BatchRecordTouchpoints(
             pb.BatchRecordTouchpointsRequest(touchpoints=[a_touchpoint(i)]), metadata=m
+        ),
+    ),
+    Case(
+        "StreamIngest",
+        ITEMS_NOT_FOUND,
+        lambda s, i, m: stream_ingest(
+            s,
+            m,
+            pb.StreamIngestRequest(
+                sequence=1,
+                enrollments=pb.BatchEnterJourneyRequest(
+                    enrollments=[enter(i.enrollment, i.contact, i.journey, ago(hours=5)).enrollment]
+                ),
+            ),
+            pb.StreamIngestRequest(
+                sequence=2,
+                touchpoints=pb.BatchRecordTouchpointsRequest(touchpoints=[a_touchpoint(i)]),
+            ),
+            pb.StreamIngestRequest(
+                sequence=3,
+                exits=pb.BatchExitJourneyRequest(
+                    exits=[
+                        events_pb2.EnrollmentExit(
+                            enrollment_id=i.enrollment,
+                            exit_time=ago(hours=1),
+                            exit_reason=events_pb2.EXIT_REASON_REMOVED,
+                        )
+                    ]
+                ),
+            ),
         ),
     ),
     Case("MarkConversion", NOT_FOUND, lambda s, i, m: s.MarkConversion(mark(i, 2), metadata=m)),

@@ -9,20 +9,21 @@ RecordTouchpoint admitted waits inside its transaction until the test lets go.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import grpc
 import pytest
+from journeys.conversions.v1 import events_pb2
 from journeys.conversions.v1 import service_pb2 as pb
+from prometheus_client import REGISTRY
 
 from journey_conversions import config as config_module
 from journey_conversions.server import App, build
 from journey_conversions_client import JourneyConversionsClient, RetryEvent, RetryPolicy
 from tests.builders import ago, define_journey, error_reason, goal, message, tenant, touchpoint
-from tests.conftest import DEV_SERVER
+from tests.conftest import DEV_SERVER, touchpoints_locked
 
 if TYPE_CHECKING:
     from tests.builders import Stub
@@ -38,6 +39,7 @@ LIMITS = (
     "2",
 )
 TENANTS = ("a", "b", "c")
+ACCEPTED = events_pb2.ITEM_STATUS_ACCEPTED
 
 
 @pytest.fixture
@@ -59,18 +61,6 @@ async def limited_stub(limited: App) -> AsyncIterator[Stub]:
                 define_journey("j", [message("m1")], goal("ORDER_PLACED")), metadata=tenant(name)
             )
         yield stub
-
-
-@contextlib.asynccontextmanager
-async def touchpoints_locked(database_url: str) -> AsyncIterator[None]:
-    """Every touchpoint insert waits while the block runs."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with conn.transaction():
-            await conn.execute("lock table touchpoints in access exclusive mode")
-            yield
-    finally:
-        await conn.close()
 
 
 def record(stub: Stub, name: str, event_id: str) -> Awaitable[Any]:
@@ -177,6 +167,54 @@ class TestStreams:
         for stream in (second, other, again):
             stream.cancel()
         await until(lambda: admission.open_streams("a") == admission.open_streams("b") == 0)
+
+
+def in_stream(name: str, index: int) -> pb.StreamIngestRequest:
+    """StreamIngest message `index`: the touchpoint `<name><index>`."""
+    item = touchpoint(f"{name}{index}", "c1", "j", "m1", ago(hours=1))
+    return pb.StreamIngestRequest(
+        sequence=index, touchpoints=pb.BatchRecordTouchpointsRequest(touchpoints=[item])
+    )
+
+
+async def answer(call: Any) -> pb.StreamIngestResponse:
+    item = await call.read()
+    assert isinstance(item, pb.StreamIngestResponse)
+    return item
+
+
+def refusals() -> float:
+    return REGISTRY.get_sample_value("jc_overload_rejections_total", {"limit": "in_flight"}) or 0
+
+
+class TestStreamIngest:
+    async def test_a_message_beyond_the_limits_is_refused_and_the_stream_goes_on(
+        self, limited: App, limited_stub: Stub, database_url: str
+    ) -> None:
+        """Each message of a stream takes a slot of the calls in flight while it is written,
+        as a batch call does: beyond its tenant's limit it waits, then is refused OVERLOADED
+        in its own response, having done nothing, and the stream goes on."""
+        admission = limited.servicer.admission
+        refused_before = refusals()
+        call = limited_stub.StreamIngest(metadata=tenant("a"), timeout=30)
+        await call.initial_metadata()
+        async with touchpoints_locked(database_url):
+            for index in range(4):
+                await call.write(in_stream("a", index))
+            # a's limit is 2: messages 0 and 1 are held by the lock, 2 and 3 are refused.
+            await until(lambda: admission.running == 2 and refusals() == refused_before + 2)
+        answers = [await answer(call) for _ in range(4)]
+        assert [a.sequence for a in answers] == [0, 1, 2, 3]
+        assert [[r.status for r in a.results] for a in answers[:2]] == [[ACCEPTED]] * 2
+        assert [(a.error.code, a.error.reason) for a in answers[2:]] == [
+            ("RESOURCE_EXHAUSTED", "OVERLOADED")
+        ] * 2
+        await call.write(in_stream("a", 4))  # room again
+        assert [r.status for r in (await answer(call)).results] == [ACCEPTED]
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        assert [await stored(database_url, f"a{i}") for i in range(5)] == [1, 1, 0, 0, 1]
 
 
 class TestClientRetries:

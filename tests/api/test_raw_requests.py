@@ -3,7 +3,8 @@ get INVALID_ARGUMENT naming the request type (never grpc's UNKNOWN "Unexpected D
 INTERNAL), on every method of the service; valid bytes still work.
 
 The methods come from the service descriptor, so a new RPC is covered without editing this file.
-Calls go through channel.unary_unary / unary_stream with no serializers: bytes in, bytes out.
+Calls go through channel.unary_unary / unary_stream / stream_stream with no serializers: bytes in,
+bytes out (a bidirectional stream gets one message, then half-close).
 """
 
 from __future__ import annotations
@@ -91,7 +92,20 @@ async def call_raw(
     metadata = metadata or new_tenant()
     responses: list[bytes] = []
     try:
-        if method.server_streaming:
+        if method.client_streaming:
+            # One message, written once the server accepted the stream, then half-closed: the
+            # stream ends when every message is answered.
+            bidi: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+                path, request_serializer=None, response_deserializer=None
+            )
+            call = bidi(metadata=metadata, timeout=10)
+            await call.initial_metadata()
+            if not call.done():
+                await call.write(payload)
+                await call.done_writing()
+            async for item in call:
+                responses.append(item)
+        elif method.server_streaming:
             stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
                 path, request_serializer=None, response_deserializer=None
             )
@@ -132,7 +146,8 @@ async def test_random_bytes_never_fail_as_unknown_or_internal(
     event(code.name)
     assert code not in {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}, error
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        assert method.server_streaming, error  # only a stream outlives its deadline
+        # Only a server stream outlives its deadline; a bidirectional one ends at half-close.
+        assert method.server_streaming and not method.client_streaming, error
     elif error is not None:
         assert error_reason(error), f"{code.name} without ErrorInfo: {error.details()}"
     check = raw_channel.unary_unary(

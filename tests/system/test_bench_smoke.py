@@ -80,13 +80,14 @@ async def test_flood_measures_every_row_at_the_tiny_size(postgres_url: str) -> N
         result.goal_events,
         result.entries,
         result.batches,
+        result.stream,
     ]
     assert set(result.noop) == set(result.touchpoints) == {16, 64}
     assert all(t.done > 0 and t.seconds > 0 for t in [*served, result.ingest_ceiling])
     assert all(t.peak_rss_mib is not None and t.peak_rss_mib > 0 for t in served)
-    assert result.stream is None  # no streaming ingest RPC yet
+    assert result.stream.done == options.rows
     (goal_latency,) = result.goal_latency
     assert goal_latency.loop.sent > 0 and goal_latency.peak_rss_mib > 0
     timing = goal_latency.loop.timing
     assert timing is not None and timing.p99 >= timing.p50 > 0
-    assert "stream: not available" in flood.table(result, options)
+    assert "(d) StreamIngest" in flood.table(result, options)

@@ -74,6 +74,21 @@ class TestDatabaseRefusesConnections:
         ):
             await assert_unavailable(call)
 
+    @pytest.mark.usefixtures("cut_off")
+    async def test_stream_ingest_ends_unavailable(self, stub: Stub) -> None:
+        """Its credentials need no database (development auth): the first message finds it
+        away, and the stream ends as a unary call would."""
+        call = stub.StreamIngest(timeout=30)
+        await call.initial_metadata()
+        item = touchpoint("t1", "c1", "welcome", "email-1", ago(hours=1))
+        await call.write(
+            pb.StreamIngestRequest(
+                sequence=1, touchpoints=pb.BatchRecordTouchpointsRequest(touchpoints=[item])
+            )
+        )
+        await call.done_writing()
+        await assert_unavailable(call.read())
+
 
 async def terminate_backends(postgres_url: str, database_url: str) -> None:
     """What a Postgres restart or failover does to the server's pooled connections."""

@@ -15,6 +15,7 @@ from journey_conversions.servicer.participation import ParticipationRpcs
 from journey_conversions.servicer.reports import ReportRpcs
 from journey_conversions.servicer.steps import StepRpcs
 from journey_conversions.servicer.stream import StreamRpcs
+from journey_conversions.servicer.streaming import StreamingRpcs
 
 __all__ = ["JourneyConversionsServicer"]
 
@@ -26,6 +27,7 @@ class JourneyConversionsServicer(
     StepRpcs,
     ReportRpcs,
     StreamRpcs,
+    StreamingRpcs,
     service_pb2_grpc.JourneyConversionsServiceServicer,
 ):
     """Every RPC of JourneyConversionsService; the resource classes come first so that their

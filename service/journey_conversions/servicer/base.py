@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -53,37 +54,16 @@ def parse_required(
     return parsed
 
 
-async def answer_batch(
-    call: Call,
-    field: str,
-    items: Sequence[_M],
-    key: Callable[[_M], str],
-    parse_item: Callable[[parse.Checker, _M, Bounds], _T | None],
-    write: Callable[[list[_T]], Awaitable[list[ingest.ItemResult]]],
-) -> list[events_pb2.ItemResult]:
-    """A batch RPC's answer: each item parsed on its own (its violations named
-    `field[index].name`), the valid ones written together by `write` (one result each, in
-    order), and one ItemResult per item in request order, `key` giving its event_id: a bad
-    item does not sink the batch. An empty or oversized batch is INVALID_ARGUMENT."""
-    checker = parse.Checker()
-    checker.batch_size(field, len(items))
-    checker.raise_if_any()
-    results: dict[int, ingest.ItemResult] = {}
-    valid: list[tuple[int, _T]] = []
-    for index, item in enumerate(items):
-        item_checker = parse.Checker(f"{field}[{index}]")
-        parsed = parse_item(item_checker, item, call.bounds)
-        if parsed is None:
-            rejected = InvalidArgument(item_checker.violations)
-            results[index] = ingest.ItemResult(ingest.ItemStatus.REJECTED, rejected)
-        else:
-            valid.append((index, parsed))
-    if valid:
-        written = await write([v for _, v in valid])
-        for (index, _), result in zip(valid, written, strict=True):
-            error = result.error and under(f"{field}[{index}]", result.error)
-            results[index] = ingest.ItemResult(result.status, error)
-    return [render.item_result(i, key(item), results[i]) for i, item in enumerate(items)]
+@dataclass(frozen=True, slots=True)
+class BatchKind(Generic[_M, _Written]):
+    """One kind of batch write, as its Batch RPC and StreamIngest messages both take it."""
+
+    kind: str  # jc_events_total's kind
+    field: str  # the request's repeated field: item violations are named `field[index].name`
+    key: Callable[[_M], str]  # an item's idempotency key, its ItemResult.event_id
+    keyspace: str  # where keys name the same thing: entries and exits share "enrollment"
+    parse_item: Callable[[parse.Checker, _M, Bounds], _Written | None]
+    write: ItemWriter[_Written]
 
 
 class ServicerBase(HasCallSettings):
@@ -105,6 +85,33 @@ class ServicerBase(HasCallSettings):
         self.notifier = notifier
         self.group_commit = GroupCommit(pool)
         self.stopping = asyncio.Event()
+
+    async def _answer_batch(
+        self, call: Call, batch: BatchKind[_M, _Written], items: Sequence[_M]
+    ) -> list[events_pb2.ItemResult]:
+        """What the Batch RPC of `batch` answers: each item parsed on its own (its violations
+        named `field[index].name`), the valid ones written together in one transaction (one
+        result each, in order), and one ItemResult per item in request order: a bad item does
+        not sink the batch. An empty or oversized batch is INVALID_ARGUMENT."""
+        checker = parse.Checker()
+        checker.batch_size(batch.field, len(items))
+        checker.raise_if_any()
+        results: dict[int, ingest.ItemResult] = {}
+        valid: list[tuple[int, _Written]] = []
+        for index, item in enumerate(items):
+            item_checker = parse.Checker(f"{batch.field}[{index}]")
+            parsed = batch.parse_item(item_checker, item, call.bounds)
+            if parsed is None:
+                rejected = InvalidArgument(item_checker.violations)
+                results[index] = ingest.ItemResult(ingest.ItemStatus.REJECTED, rejected)
+            else:
+                valid.append((index, parsed))
+        if valid:
+            written = await self._write_items(call, batch.kind, [v for _, v in valid], batch.write)
+            for (index, _), result in zip(valid, written, strict=True):
+                error = result.error and under(f"{batch.field}[{index}]", result.error)
+                results[index] = ingest.ItemResult(result.status, error)
+        return [render.item_result(i, batch.key(item), results[i]) for i, item in enumerate(items)]
 
     async def _write_items(
         self, call: Call, kind: str, items: Sequence[_Written], write: ItemWriter[_Written]

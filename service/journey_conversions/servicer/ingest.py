@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
 
 import asyncpg
 from journeys.conversions.v1 import events_pb2
@@ -12,39 +11,34 @@ from journeys.conversions.v1 import service_pb2 as pb
 
 from journey_conversions import domain, parse, render
 from journey_conversions.calls import Call, rpc
-from journey_conversions.clock import Bounds
 from journey_conversions.errors import under
-from journey_conversions.servicer.base import (
-    ItemWriter,
-    ServicerBase,
-    answer_batch,
-    count_events,
-    parse_required,
-)
+from journey_conversions.servicer.base import BatchKind, ServicerBase, count_events, parse_required
 from journey_conversions.store import ingest, queries
 
-_Item = TypeVar("_Item", domain.Touchpoint, domain.GoalEvent)
-_Message = TypeVar("_Message", events_pb2.Touchpoint, events_pb2.GoalEvent)
+
+def _event_id(item: events_pb2.Touchpoint | events_pb2.GoalEvent) -> str:
+    return item.event_id
+
+
+TOUCHPOINTS: BatchKind[events_pb2.Touchpoint, domain.Touchpoint] = BatchKind(
+    kind="touchpoint",
+    field="touchpoints",
+    key=_event_id,
+    keyspace="touchpoint",
+    parse_item=parse.touchpoint,
+    write=ingest.record_touchpoints,
+)
+GOAL_EVENTS: BatchKind[events_pb2.GoalEvent, domain.GoalEvent] = BatchKind(
+    kind="goal_event",
+    field="goal_events",
+    key=_event_id,
+    keyspace="goal_event",
+    parse_item=parse.goal_event,
+    write=ingest.record_goal_events,
+)
 
 
 class IngestRpcs(ServicerBase):
-    async def _record_batch(
-        self,
-        call: Call,
-        kind: str,
-        field: str,
-        items: Sequence[_Message],
-        parse_item: Callable[[parse.Checker, _Message, Bounds], _Item | None],
-        record: ItemWriter[_Item],
-    ) -> list[events_pb2.ItemResult]:
-        """Parses each item on its own, writes the valid ones together, and answers for every
-        item in request order: a bad item does not sink the batch."""
-
-        async def write(parsed: list[_Item]) -> list[ingest.ItemResult]:
-            return await self._write_items(call, kind, parsed, record)
-
-        return await answer_batch(call, field, items, _event_id, parse_item, write)
-
     @rpc
     async def RecordTouchpoint(
         self, request: pb.RecordTouchpointRequest, call: Call
@@ -62,14 +56,7 @@ class IngestRpcs(ServicerBase):
     async def BatchRecordTouchpoints(
         self, request: pb.BatchRecordTouchpointsRequest, call: Call
     ) -> pb.BatchRecordTouchpointsResponse:
-        results = await self._record_batch(
-            call,
-            "touchpoint",
-            "touchpoints",
-            request.touchpoints,
-            parse.touchpoint,
-            ingest.record_touchpoints,
-        )
+        results = await self._answer_batch(call, TOUCHPOINTS, request.touchpoints)
         return pb.BatchRecordTouchpointsResponse(results=results)
 
     @rpc
@@ -92,14 +79,7 @@ class IngestRpcs(ServicerBase):
     async def BatchRecordGoalEvents(
         self, request: pb.BatchRecordGoalEventsRequest, call: Call
     ) -> pb.BatchRecordGoalEventsResponse:
-        results = await self._record_batch(
-            call,
-            "goal_event",
-            "goal_events",
-            request.goal_events,
-            parse.goal_event,
-            ingest.record_goal_events,
-        )
+        results = await self._answer_batch(call, GOAL_EVENTS, request.goal_events)
         return pb.BatchRecordGoalEventsResponse(results=results)
 
 
@@ -118,7 +98,3 @@ async def _record_goal_events_and_outcomes(
         (r, None if r.error else outcomes.get(e.event_id))
         for e, r in zip(events, results, strict=True)
     ]
-
-
-def _event_id(item: events_pb2.Touchpoint | events_pb2.GoalEvent) -> str:
-    return item.event_id

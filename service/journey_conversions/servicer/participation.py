@@ -14,9 +14,9 @@ from journey_conversions import db, domain, pagination, parse, render
 from journey_conversions.calls import Call, rpc
 from journey_conversions.group_commit import BatchWriter
 from journey_conversions.servicer.base import (
+    BatchKind,
     ItemWriter,
     ServicerBase,
-    answer_batch,
     count_events,
     parse_required,
 )
@@ -42,6 +42,23 @@ def parse_exit(
 def _enrollment_id(item: events_pb2.Enrollment | events_pb2.EnrollmentExit) -> str:
     return item.enrollment_id
 
+
+ENROLLMENTS: BatchKind[events_pb2.Enrollment, domain.Enrollment] = BatchKind(
+    kind="enrollment",
+    field="enrollments",
+    key=_enrollment_id,
+    keyspace="enrollment",
+    parse_item=parse.enrollment,
+    write=ingest.enter_enrollments,
+)
+EXITS: BatchKind[events_pb2.EnrollmentExit, domain.EnrollmentExit] = BatchKind(
+    kind="exit",
+    field="exits",
+    key=_enrollment_id,
+    keyspace="enrollment",  # an exit names the enrollment its entry made
+    parse_item=parse_exit,
+    write=ingest.exit_enrollments,
+)
 
 Stored = tuple[ingest.ItemResult, domain.Enrollment | None]
 
@@ -107,12 +124,7 @@ class ParticipationRpcs(ServicerBase):
     async def BatchEnterJourney(
         self, request: pb.BatchEnterJourneyRequest, call: Call
     ) -> pb.BatchEnterJourneyResponse:
-        async def write(items: list[domain.Enrollment]) -> list[ingest.ItemResult]:
-            return await self._write_items(call, "enrollment", items, ingest.enter_enrollments)
-
-        results = await answer_batch(
-            call, "enrollments", request.enrollments, _enrollment_id, parse.enrollment, write
-        )
+        results = await self._answer_batch(call, ENROLLMENTS, request.enrollments)
         return pb.BatchEnterJourneyResponse(results=results)
 
     @rpc
@@ -130,12 +142,7 @@ class ParticipationRpcs(ServicerBase):
     async def BatchExitJourney(
         self, request: pb.BatchExitJourneyRequest, call: Call
     ) -> pb.BatchExitJourneyResponse:
-        async def write(items: list[domain.EnrollmentExit]) -> list[ingest.ItemResult]:
-            return await self._write_items(call, "exit", items, ingest.exit_enrollments)
-
-        results = await answer_batch(
-            call, "exits", request.exits, _enrollment_id, parse_exit, write
-        )
+        results = await self._answer_batch(call, EXITS, request.exits)
         return pb.BatchExitJourneyResponse(results=results)
 
     @rpc

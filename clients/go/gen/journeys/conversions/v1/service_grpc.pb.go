@@ -92,6 +92,33 @@ type JourneyConversionsServiceClient interface {
 	RecordGoalEvent(ctx context.Context, in *RecordGoalEventRequest, opts ...grpc.CallOption) (*RecordGoalEventResponse, error)
 	// Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints.
 	BatchRecordGoalEvents(ctx context.Context, in *BatchRecordGoalEventsRequest, opts ...grpc.CallOption) (*BatchRecordGoalEventsResponse, error)
+	// Ingest over one long-lived stream, for gateways that keep it open: each request carries
+	// one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+	// kind takes it, and gets one response, in request order, carrying the client's sequence:
+	//   - results: what that Batch RPC would have answered, one ItemResult per item in request
+	//     order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+	//     only after the message's transaction committed, so an answered message is stored;
+	//   - error: the message was refused as a whole and nothing of it was stored, with the status
+	//     its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+	//     oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+	//     The stream goes on.
+	//
+	// Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+	// 4 messages of a stream are written at once; messages apply as if one at a time in stream
+	// order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+	// event id, or the same enrollment_id for entries and exits) is written after it.
+	// Flow control: the server reads no further message while 4 are unanswered, and answers
+	// only as fast as the client reads, so a slow database or a slow reader holds the sender
+	// back (HTTP/2 flow control) instead of filling memory.
+	// When the client half-closes, the server answers every message it read, then ends the
+	// stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+	// (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+	// elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+	// credentials, checked at the start and again for every message, so a revoked key stops an
+	// open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+	// StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+	// A cancelled stream leaves each message it was writing wholly stored or not at all.
+	StreamIngest(ctx context.Context, opts ...grpc.CallOption) (JourneyConversionsService_StreamIngestClient, error)
 	// Convert step: awards one named conversion to an enrollment. At most one award per
 	// enrollment and conversion: a second mark returns the existing award. Errors:
 	// INVALID_ARGUMENT, NOT_FOUND (enrollment or conversion), ALREADY_EXISTS (event_id reused
@@ -262,6 +289,37 @@ func (c *journeyConversionsServiceClient) BatchRecordGoalEvents(ctx context.Cont
 	return out, nil
 }
 
+func (c *journeyConversionsServiceClient) StreamIngest(ctx context.Context, opts ...grpc.CallOption) (JourneyConversionsService_StreamIngestClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_JourneyConversionsService_serviceDesc.Streams[0], "/journeys.conversions.v1.JourneyConversionsService/StreamIngest", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &journeyConversionsServiceStreamIngestClient{stream}
+	return x, nil
+}
+
+type JourneyConversionsService_StreamIngestClient interface {
+	Send(*StreamIngestRequest) error
+	Recv() (*StreamIngestResponse, error)
+	grpc.ClientStream
+}
+
+type journeyConversionsServiceStreamIngestClient struct {
+	grpc.ClientStream
+}
+
+func (x *journeyConversionsServiceStreamIngestClient) Send(m *StreamIngestRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *journeyConversionsServiceStreamIngestClient) Recv() (*StreamIngestResponse, error) {
+	m := new(StreamIngestResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *journeyConversionsServiceClient) MarkConversion(ctx context.Context, in *MarkConversionRequest, opts ...grpc.CallOption) (*MarkConversionResponse, error) {
 	out := new(MarkConversionResponse)
 	err := c.cc.Invoke(ctx, "/journeys.conversions.v1.JourneyConversionsService/MarkConversion", in, out, opts...)
@@ -299,7 +357,7 @@ func (c *journeyConversionsServiceClient) ListConversionAwards(ctx context.Conte
 }
 
 func (c *journeyConversionsServiceClient) StreamConversionEvents(ctx context.Context, in *StreamConversionEventsRequest, opts ...grpc.CallOption) (JourneyConversionsService_StreamConversionEventsClient, error) {
-	stream, err := c.cc.NewStream(ctx, &_JourneyConversionsService_serviceDesc.Streams[0], "/journeys.conversions.v1.JourneyConversionsService/StreamConversionEvents", opts...)
+	stream, err := c.cc.NewStream(ctx, &_JourneyConversionsService_serviceDesc.Streams[1], "/journeys.conversions.v1.JourneyConversionsService/StreamConversionEvents", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -418,6 +476,33 @@ type JourneyConversionsServiceServer interface {
 	RecordGoalEvent(context.Context, *RecordGoalEventRequest) (*RecordGoalEventResponse, error)
 	// Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints.
 	BatchRecordGoalEvents(context.Context, *BatchRecordGoalEventsRequest) (*BatchRecordGoalEventsResponse, error)
+	// Ingest over one long-lived stream, for gateways that keep it open: each request carries
+	// one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+	// kind takes it, and gets one response, in request order, carrying the client's sequence:
+	//   - results: what that Batch RPC would have answered, one ItemResult per item in request
+	//     order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+	//     only after the message's transaction committed, so an answered message is stored;
+	//   - error: the message was refused as a whole and nothing of it was stored, with the status
+	//     its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+	//     oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+	//     The stream goes on.
+	//
+	// Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+	// 4 messages of a stream are written at once; messages apply as if one at a time in stream
+	// order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+	// event id, or the same enrollment_id for entries and exits) is written after it.
+	// Flow control: the server reads no further message while 4 are unanswered, and answers
+	// only as fast as the client reads, so a slow database or a slow reader holds the sender
+	// back (HTTP/2 flow control) instead of filling memory.
+	// When the client half-closes, the server answers every message it read, then ends the
+	// stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+	// (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+	// elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+	// credentials, checked at the start and again for every message, so a revoked key stops an
+	// open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+	// StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+	// A cancelled stream leaves each message it was writing wholly stored or not at all.
+	StreamIngest(JourneyConversionsService_StreamIngestServer) error
 	// Convert step: awards one named conversion to an enrollment. At most one award per
 	// enrollment and conversion: a second mark returns the existing award. Errors:
 	// INVALID_ARGUMENT, NOT_FOUND (enrollment or conversion), ALREADY_EXISTS (event_id reused
@@ -494,6 +579,9 @@ func (UnimplementedJourneyConversionsServiceServer) RecordGoalEvent(context.Cont
 }
 func (UnimplementedJourneyConversionsServiceServer) BatchRecordGoalEvents(context.Context, *BatchRecordGoalEventsRequest) (*BatchRecordGoalEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BatchRecordGoalEvents not implemented")
+}
+func (UnimplementedJourneyConversionsServiceServer) StreamIngest(JourneyConversionsService_StreamIngestServer) error {
+	return status.Errorf(codes.Unimplemented, "method StreamIngest not implemented")
 }
 func (UnimplementedJourneyConversionsServiceServer) MarkConversion(context.Context, *MarkConversionRequest) (*MarkConversionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method MarkConversion not implemented")
@@ -797,6 +885,32 @@ func _JourneyConversionsService_BatchRecordGoalEvents_Handler(srv interface{}, c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JourneyConversionsService_StreamIngest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(JourneyConversionsServiceServer).StreamIngest(&journeyConversionsServiceStreamIngestServer{stream})
+}
+
+type JourneyConversionsService_StreamIngestServer interface {
+	Send(*StreamIngestResponse) error
+	Recv() (*StreamIngestRequest, error)
+	grpc.ServerStream
+}
+
+type journeyConversionsServiceStreamIngestServer struct {
+	grpc.ServerStream
+}
+
+func (x *journeyConversionsServiceStreamIngestServer) Send(m *StreamIngestResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *journeyConversionsServiceStreamIngestServer) Recv() (*StreamIngestRequest, error) {
+	m := new(StreamIngestRequest)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func _JourneyConversionsService_MarkConversion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MarkConversionRequest)
 	if err := dec(in); err != nil {
@@ -994,6 +1108,12 @@ var _JourneyConversionsService_serviceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamIngest",
+			Handler:       _JourneyConversionsService_StreamIngest_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "StreamConversionEvents",
 			Handler:       _JourneyConversionsService_StreamConversionEvents_Handler,

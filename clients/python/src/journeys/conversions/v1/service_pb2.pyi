@@ -877,6 +877,94 @@ class BatchRecordGoalEventsResponse(_message.Message):
 Global___BatchRecordGoalEventsResponse: _TypeAlias = BatchRecordGoalEventsResponse  # noqa: Y015
 
 @_typing.final
+class StreamIngestRequest(_message.Message):
+    """One message of StreamIngest: one batch, as the Batch RPC of its kind takes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TOUCHPOINTS_FIELD_NUMBER: _builtins.int
+    GOAL_EVENTS_FIELD_NUMBER: _builtins.int
+    ENROLLMENTS_FIELD_NUMBER: _builtins.int
+    EXITS_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Chosen by the client and echoed in the response to this message; need not be dense or
+    increasing (responses come in request order anyway).
+    """
+    @_builtins.property
+    def touchpoints(self) -> Global___BatchRecordTouchpointsRequest:
+        """Touchpoints, as BatchRecordTouchpoints takes them."""
+
+    @_builtins.property
+    def goal_events(self) -> Global___BatchRecordGoalEventsRequest:
+        """Goal events, as BatchRecordGoalEvents takes them."""
+
+    @_builtins.property
+    def enrollments(self) -> Global___BatchEnterJourneyRequest:
+        """Entries, as BatchEnterJourney takes them."""
+
+    @_builtins.property
+    def exits(self) -> Global___BatchExitJourneyRequest:
+        """Exits, as BatchExitJourney takes them."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        touchpoints: Global___BatchRecordTouchpointsRequest | None = ...,
+        goal_events: Global___BatchRecordGoalEventsRequest | None = ...,
+        enrollments: Global___BatchEnterJourneyRequest | None = ...,
+        exits: Global___BatchExitJourneyRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "enrollments", b"enrollments", "exits", b"exits", "goal_events", b"goal_events", "touchpoints", b"touchpoints"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "enrollments", b"enrollments", "exits", b"exits", "goal_events", b"goal_events", "sequence", b"sequence", "touchpoints", b"touchpoints"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_batch: _TypeAlias = _typing.Literal["touchpoints", "goal_events", "enrollments", "exits"]  # noqa: Y015
+    _WhichOneofArgType_batch: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_batch) -> _WhichOneofReturnType_batch | None: ...
+
+Global___StreamIngestRequest: _TypeAlias = StreamIngestRequest  # noqa: Y015
+
+@_typing.final
+class StreamIngestResponse(_message.Message):
+    """The answer to one StreamIngestRequest, sent after its transaction committed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The sequence of the request answered."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ItemResult]:
+        """One result per item of the batch, in request order, as its Batch RPC answers them; empty
+        when error is set.
+        """
+
+    @_builtins.property
+    def error(self) -> _events_pb2.ItemError:
+        """Set when the message was refused as a whole (nothing of it stored): the status its Batch
+        RPC would have ended with.
+        """
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        results: _abc.Iterable[_events_pb2.ItemResult] | None = ...,
+        error: _events_pb2.ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "results", b"results", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamIngestResponse: _TypeAlias = StreamIngestResponse  # noqa: Y015
+
+@_typing.final
 class MarkConversionRequest(_message.Message):
     """The request of MarkConversion."""
 

@@ -119,6 +119,11 @@ class JourneyConversionsServiceStub:
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsRequest.SerializeToString,
                 response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsResponse.FromString,
                 _registered_method=True)
+        self.StreamIngest = channel.stream_stream(
+                '/journeys.conversions.v1.JourneyConversionsService/StreamIngest',
+                request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestRequest.SerializeToString,
+                response_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestResponse.FromString,
+                _registered_method=True)
         self.MarkConversion = channel.unary_unary(
                 '/journeys.conversions.v1.JourneyConversionsService/MarkConversion',
                 request_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.MarkConversionRequest.SerializeToString,
@@ -312,6 +317,37 @@ class JourneyConversionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamIngest(self, request_iterator, context):
+        """Ingest over one long-lived stream, for gateways that keep it open: each request carries
+        one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+        kind takes it, and gets one response, in request order, carrying the client's sequence:
+        - results: what that Batch RPC would have answered, one ItemResult per item in request
+        order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+        only after the message's transaction committed, so an answered message is stored;
+        - error: the message was refused as a whole and nothing of it was stored, with the status
+        its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+        oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+        The stream goes on.
+        Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+        4 messages of a stream are written at once; messages apply as if one at a time in stream
+        order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+        event id, or the same enrollment_id for entries and exits) is written after it.
+        Flow control: the server reads no further message while 4 are unanswered, and answers
+        only as fast as the client reads, so a slow database or a slow reader holds the sender
+        back (HTTP/2 flow control) instead of filling memory.
+        When the client half-closes, the server answers every message it read, then ends the
+        stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+        (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+        elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+        credentials, checked at the start and again for every message, so a revoked key stops an
+        open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+        StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+        A cancelled stream leaves each message it was writing wholly stored or not at all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MarkConversion(self, request, context):
         """Convert step: awards one named conversion to an enrollment. At most one award per
         enrollment and conversion: a second mark returns the existing award. Errors:
@@ -444,6 +480,11 @@ def add_JourneyConversionsServiceServicer_to_server(servicer, server):
                     servicer.BatchRecordGoalEvents,
                     request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsRequest.FromString,
                     response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsResponse.SerializeToString,
+            ),
+            'StreamIngest': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamIngest,
+                    request_deserializer=journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestRequest.FromString,
+                    response_serializer=journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestResponse.SerializeToString,
             ),
             'MarkConversion': grpc.unary_unary_rpc_method_handler(
                     servicer.MarkConversion,
@@ -891,6 +932,33 @@ class JourneyConversionsService:
             '/journeys.conversions.v1.JourneyConversionsService/BatchRecordGoalEvents',
             journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsRequest.SerializeToString,
             journeys_dot_conversions_dot_v1_dot_service__pb2.BatchRecordGoalEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamIngest(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/journeys.conversions.v1.JourneyConversionsService/StreamIngest',
+            journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestRequest.SerializeToString,
+            journeys_dot_conversions_dot_v1_dot_service__pb2.StreamIngestResponse.FromString,
             options,
             channel_credentials,
             insecure,

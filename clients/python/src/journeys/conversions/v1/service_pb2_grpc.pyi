@@ -126,6 +126,33 @@ class JourneyConversionsServiceStub:
     """
     BatchRecordGoalEvents: _grpc.UnaryUnaryMultiCallable[_service_pb2.BatchRecordGoalEventsRequest, _service_pb2.BatchRecordGoalEventsResponse]
     """Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints."""
+    StreamIngest: _grpc.StreamStreamMultiCallable[_service_pb2.StreamIngestRequest, _service_pb2.StreamIngestResponse]
+    """Ingest over one long-lived stream, for gateways that keep it open: each request carries
+    one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+    kind takes it, and gets one response, in request order, carrying the client's sequence:
+    - results: what that Batch RPC would have answered, one ItemResult per item in request
+      order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+      only after the message's transaction committed, so an answered message is stored;
+    - error: the message was refused as a whole and nothing of it was stored, with the status
+      its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+      oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+      The stream goes on.
+    Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+    4 messages of a stream are written at once; messages apply as if one at a time in stream
+    order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+    event id, or the same enrollment_id for entries and exits) is written after it.
+    Flow control: the server reads no further message while 4 are unanswered, and answers
+    only as fast as the client reads, so a slow database or a slow reader holds the sender
+    back (HTTP/2 flow control) instead of filling memory.
+    When the client half-closes, the server answers every message it read, then ends the
+    stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+    (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+    elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+    credentials, checked at the start and again for every message, so a revoked key stops an
+    open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+    StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+    A cancelled stream leaves each message it was writing wholly stored or not at all.
+    """
     MarkConversion: _grpc.UnaryUnaryMultiCallable[_service_pb2.MarkConversionRequest, _service_pb2.MarkConversionResponse]
     """Convert step: awards one named conversion to an enrollment. At most one award per
     enrollment and conversion: a second mark returns the existing award. Errors:
@@ -256,6 +283,33 @@ class JourneyConversionsServiceAsyncStub(JourneyConversionsServiceStub):
     """
     BatchRecordGoalEvents: _aio.UnaryUnaryMultiCallable[_service_pb2.BatchRecordGoalEventsRequest, _service_pb2.BatchRecordGoalEventsResponse]  # type: ignore[assignment]
     """Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints."""
+    StreamIngest: _aio.StreamStreamMultiCallable[_service_pb2.StreamIngestRequest, _service_pb2.StreamIngestResponse]  # type: ignore[assignment]
+    """Ingest over one long-lived stream, for gateways that keep it open: each request carries
+    one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+    kind takes it, and gets one response, in request order, carrying the client's sequence:
+    - results: what that Batch RPC would have answered, one ItemResult per item in request
+      order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+      only after the message's transaction committed, so an answered message is stored;
+    - error: the message was refused as a whole and nothing of it was stored, with the status
+      its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+      oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+      The stream goes on.
+    Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+    4 messages of a stream are written at once; messages apply as if one at a time in stream
+    order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+    event id, or the same enrollment_id for entries and exits) is written after it.
+    Flow control: the server reads no further message while 4 are unanswered, and answers
+    only as fast as the client reads, so a slow database or a slow reader holds the sender
+    back (HTTP/2 flow control) instead of filling memory.
+    When the client half-closes, the server answers every message it read, then ends the
+    stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+    (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+    elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+    credentials, checked at the start and again for every message, so a revoked key stops an
+    open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+    StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+    A cancelled stream leaves each message it was writing wholly stored or not at all.
+    """
     MarkConversion: _aio.UnaryUnaryMultiCallable[_service_pb2.MarkConversionRequest, _service_pb2.MarkConversionResponse]  # type: ignore[assignment]
     """Convert step: awards one named conversion to an enrollment. At most one award per
     enrollment and conversion: a second mark returns the existing award. Errors:
@@ -473,6 +527,39 @@ class JourneyConversionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.BatchRecordGoalEventsResponse, _abc.Awaitable[_service_pb2.BatchRecordGoalEventsResponse]]:
         """Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints."""
+
+    @_abc_1.abstractmethod
+    def StreamIngest(
+        self,
+        request_iterator: _MaybeAsyncIterator[_service_pb2.StreamIngestRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_service_pb2.StreamIngestResponse], _abc.AsyncIterator[_service_pb2.StreamIngestResponse]]:
+        """Ingest over one long-lived stream, for gateways that keep it open: each request carries
+        one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+        kind takes it, and gets one response, in request order, carrying the client's sequence:
+        - results: what that Batch RPC would have answered, one ItemResult per item in request
+          order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+          only after the message's transaction committed, so an answered message is stored;
+        - error: the message was refused as a whole and nothing of it was stored, with the status
+          its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+          oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+          The stream goes on.
+        Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+        4 messages of a stream are written at once; messages apply as if one at a time in stream
+        order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+        event id, or the same enrollment_id for entries and exits) is written after it.
+        Flow control: the server reads no further message while 4 are unanswered, and answers
+        only as fast as the client reads, so a slow database or a slow reader holds the sender
+        back (HTTP/2 flow control) instead of filling memory.
+        When the client half-closes, the server answers every message it read, then ends the
+        stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+        (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+        elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+        credentials, checked at the start and again for every message, so a revoked key stops an
+        open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+        StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+        A cancelled stream leaves each message it was writing wholly stored or not at all.
+        """
 
     @_abc_1.abstractmethod
     def MarkConversion(

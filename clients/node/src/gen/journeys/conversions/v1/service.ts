@@ -7,9 +7,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -32,6 +34,7 @@ import {
   exitReasonFromJSON,
   exitReasonToJSON,
   GoalEvent,
+  ItemError,
   ItemResult,
   Touchpoint,
 } from "./events";
@@ -372,6 +375,45 @@ export interface BatchRecordGoalEventsRequest {
 export interface BatchRecordGoalEventsResponse {
   /** One result per goal event, in request order. */
   results: ItemResult[];
+}
+
+/** One message of StreamIngest: one batch, as the Batch RPC of its kind takes it. */
+export interface StreamIngestRequest {
+  /**
+   * Chosen by the client and echoed in the response to this message; need not be dense or
+   * increasing (responses come in request order anyway).
+   */
+  sequence: number;
+  /** Touchpoints, as BatchRecordTouchpoints takes them. */
+  touchpoints?:
+    | BatchRecordTouchpointsRequest
+    | undefined;
+  /** Goal events, as BatchRecordGoalEvents takes them. */
+  goalEvents?:
+    | BatchRecordGoalEventsRequest
+    | undefined;
+  /** Entries, as BatchEnterJourney takes them. */
+  enrollments?:
+    | BatchEnterJourneyRequest
+    | undefined;
+  /** Exits, as BatchExitJourney takes them. */
+  exits?: BatchExitJourneyRequest | undefined;
+}
+
+/** The answer to one StreamIngestRequest, sent after its transaction committed. */
+export interface StreamIngestResponse {
+  /** The sequence of the request answered. */
+  sequence: number;
+  /**
+   * One result per item of the batch, in request order, as its Batch RPC answers them; empty
+   * when error is set.
+   */
+  results: ItemResult[];
+  /**
+   * Set when the message was refused as a whole (nothing of it stored): the status its Batch
+   * RPC would have ended with.
+   */
+  error: ItemError | undefined;
 }
 
 /** The request of MarkConversion. */
@@ -2962,6 +3004,254 @@ export const BatchRecordGoalEventsResponse: MessageFns<BatchRecordGoalEventsResp
   },
 };
 
+function createBaseStreamIngestRequest(): StreamIngestRequest {
+  return { sequence: 0, touchpoints: undefined, goalEvents: undefined, enrollments: undefined, exits: undefined };
+}
+
+export const StreamIngestRequest: MessageFns<StreamIngestRequest> = {
+  encode(message: StreamIngestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    if (message.touchpoints !== undefined) {
+      BatchRecordTouchpointsRequest.encode(message.touchpoints, writer.uint32(18).fork()).join();
+    }
+    if (message.goalEvents !== undefined) {
+      BatchRecordGoalEventsRequest.encode(message.goalEvents, writer.uint32(26).fork()).join();
+    }
+    if (message.enrollments !== undefined) {
+      BatchEnterJourneyRequest.encode(message.enrollments, writer.uint32(34).fork()).join();
+    }
+    if (message.exits !== undefined) {
+      BatchExitJourneyRequest.encode(message.exits, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamIngestRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamIngestRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.touchpoints = BatchRecordTouchpointsRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.goalEvents = BatchRecordGoalEventsRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.enrollments = BatchEnterJourneyRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.exits = BatchExitJourneyRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamIngestRequest {
+    return {
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      touchpoints: isSet(object.touchpoints) ? BatchRecordTouchpointsRequest.fromJSON(object.touchpoints) : undefined,
+      goalEvents: isSet(object.goalEvents)
+        ? BatchRecordGoalEventsRequest.fromJSON(object.goalEvents)
+        : isSet(object.goal_events)
+        ? BatchRecordGoalEventsRequest.fromJSON(object.goal_events)
+        : undefined,
+      enrollments: isSet(object.enrollments) ? BatchEnterJourneyRequest.fromJSON(object.enrollments) : undefined,
+      exits: isSet(object.exits) ? BatchExitJourneyRequest.fromJSON(object.exits) : undefined,
+    };
+  },
+
+  toJSON(message: StreamIngestRequest): unknown {
+    const obj: any = {};
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.touchpoints !== undefined) {
+      obj.touchpoints = BatchRecordTouchpointsRequest.toJSON(message.touchpoints);
+    }
+    if (message.goalEvents !== undefined) {
+      obj.goalEvents = BatchRecordGoalEventsRequest.toJSON(message.goalEvents);
+    }
+    if (message.enrollments !== undefined) {
+      obj.enrollments = BatchEnterJourneyRequest.toJSON(message.enrollments);
+    }
+    if (message.exits !== undefined) {
+      obj.exits = BatchExitJourneyRequest.toJSON(message.exits);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamIngestRequest>, I>>(base?: I): StreamIngestRequest {
+    return StreamIngestRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamIngestRequest>, I>>(object: I): StreamIngestRequest {
+    const message = createBaseStreamIngestRequest();
+    message.sequence = object.sequence ?? 0;
+    message.touchpoints = (object.touchpoints !== undefined && object.touchpoints !== null)
+      ? BatchRecordTouchpointsRequest.fromPartial(object.touchpoints)
+      : undefined;
+    message.goalEvents = (object.goalEvents !== undefined && object.goalEvents !== null)
+      ? BatchRecordGoalEventsRequest.fromPartial(object.goalEvents)
+      : undefined;
+    message.enrollments = (object.enrollments !== undefined && object.enrollments !== null)
+      ? BatchEnterJourneyRequest.fromPartial(object.enrollments)
+      : undefined;
+    message.exits = (object.exits !== undefined && object.exits !== null)
+      ? BatchExitJourneyRequest.fromPartial(object.exits)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamIngestResponse(): StreamIngestResponse {
+  return { sequence: 0, results: [], error: undefined };
+}
+
+export const StreamIngestResponse: MessageFns<StreamIngestResponse> = {
+  encode(message: StreamIngestResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    for (const v of message.results) {
+      ItemResult.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.error !== undefined) {
+      ItemError.encode(message.error, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamIngestResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamIngestResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(ItemResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = ItemError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamIngestResponse {
+    return {
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => ItemResult.fromJSON(e)) : [],
+      error: isSet(object.error) ? ItemError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: StreamIngestResponse): unknown {
+    const obj: any = {};
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ItemResult.toJSON(e));
+    }
+    if (message.error !== undefined) {
+      obj.error = ItemError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamIngestResponse>, I>>(base?: I): StreamIngestResponse {
+    return StreamIngestResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamIngestResponse>, I>>(object: I): StreamIngestResponse {
+    const message = createBaseStreamIngestResponse();
+    message.sequence = object.sequence ?? 0;
+    message.results = object.results?.map((e) => ItemResult.fromPartial(e)) || [];
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ItemError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseMarkConversionRequest(): MarkConversionRequest {
   return { eventId: "", enrollmentId: "", conversionId: "", stepId: "", markTime: undefined };
 }
@@ -4489,6 +4779,43 @@ export const JourneyConversionsServiceService = {
     responseDeserialize: (value: Buffer): BatchRecordGoalEventsResponse => BatchRecordGoalEventsResponse.decode(value),
   },
   /**
+   * Ingest over one long-lived stream, for gateways that keep it open: each request carries
+   * one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+   * kind takes it, and gets one response, in request order, carrying the client's sequence:
+   * - results: what that Batch RPC would have answered, one ItemResult per item in request
+   *   order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+   *   only after the message's transaction committed, so an answered message is stored;
+   * - error: the message was refused as a whole and nothing of it was stored, with the status
+   *   its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+   *   oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+   *   The stream goes on.
+   * Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+   * 4 messages of a stream are written at once; messages apply as if one at a time in stream
+   * order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+   * event id, or the same enrollment_id for entries and exits) is written after it.
+   * Flow control: the server reads no further message while 4 are unanswered, and answers
+   * only as fast as the client reads, so a slow database or a slow reader holds the sender
+   * back (HTTP/2 flow control) instead of filling memory.
+   * When the client half-closes, the server answers every message it read, then ends the
+   * stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+   * (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+   * elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+   * credentials, checked at the start and again for every message, so a revoked key stops an
+   * open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+   * StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+   * A cancelled stream leaves each message it was writing wholly stored or not at all.
+   */
+  streamIngest: {
+    path: "/journeys.conversions.v1.JourneyConversionsService/StreamIngest" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamIngestRequest): Buffer => Buffer.from(StreamIngestRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamIngestRequest => StreamIngestRequest.decode(value),
+    responseSerialize: (value: StreamIngestResponse): Buffer =>
+      Buffer.from(StreamIngestResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamIngestResponse => StreamIngestResponse.decode(value),
+  },
+  /**
    * Convert step: awards one named conversion to an enrollment. At most one award per
    * enrollment and conversion: a second mark returns the existing award. Errors:
    * INVALID_ARGUMENT, NOT_FOUND (enrollment or conversion), ALREADY_EXISTS (event_id reused
@@ -4681,6 +5008,34 @@ export interface JourneyConversionsServiceServer extends UntypedServiceImplement
   recordGoalEvent: handleUnaryCall<RecordGoalEventRequest, RecordGoalEventResponse>;
   /** Records up to 1000 goal events, with one result per item as BatchRecordTouchpoints. */
   batchRecordGoalEvents: handleUnaryCall<BatchRecordGoalEventsRequest, BatchRecordGoalEventsResponse>;
+  /**
+   * Ingest over one long-lived stream, for gateways that keep it open: each request carries
+   * one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+   * kind takes it, and gets one response, in request order, carrying the client's sequence:
+   * - results: what that Batch RPC would have answered, one ItemResult per item in request
+   *   order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+   *   only after the message's transaction committed, so an answered message is stored;
+   * - error: the message was refused as a whole and nothing of it was stored, with the status
+   *   its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+   *   oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+   *   The stream goes on.
+   * Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+   * 4 messages of a stream are written at once; messages apply as if one at a time in stream
+   * order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+   * event id, or the same enrollment_id for entries and exits) is written after it.
+   * Flow control: the server reads no further message while 4 are unanswered, and answers
+   * only as fast as the client reads, so a slow database or a slow reader holds the sender
+   * back (HTTP/2 flow control) instead of filling memory.
+   * When the client half-closes, the server answers every message it read, then ends the
+   * stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+   * (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+   * elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+   * credentials, checked at the start and again for every message, so a revoked key stops an
+   * open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+   * StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+   * A cancelled stream leaves each message it was writing wholly stored or not at all.
+   */
+  streamIngest: handleBidiStreamingCall<StreamIngestRequest, StreamIngestResponse>;
   /**
    * Convert step: awards one named conversion to an enrollment. At most one award per
    * enrollment and conversion: a second mark returns the existing award. Errors:
@@ -5024,6 +5379,39 @@ export interface JourneyConversionsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchRecordGoalEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Ingest over one long-lived stream, for gateways that keep it open: each request carries
+   * one batch (touchpoints, goal events, enrollments or exits) exactly as the Batch RPC of its
+   * kind takes it, and gets one response, in request order, carrying the client's sequence:
+   * - results: what that Batch RPC would have answered, one ItemResult per item in request
+   *   order (field paths as in its request: "touchpoints[3].occur_time"). A response is sent
+   *   only after the message's transaction committed, so an answered message is stored;
+   * - error: the message was refused as a whole and nothing of it was stored, with the status
+   *   its Batch RPC would have ended with: INVALID_ARGUMENT (no batch set, an empty or
+   *   oversized batch), RESOURCE_EXHAUSTED (OVERLOADED: retry the message after a backoff).
+   *   The stream goes on.
+   * Each message is written in a transaction of its own, as its Batch RPC writes it, and up to
+   * 4 messages of a stream are written at once; messages apply as if one at a time in stream
+   * order: one naming an id of an earlier unanswered message (the same touchpoint or goal
+   * event id, or the same enrollment_id for entries and exits) is written after it.
+   * Flow control: the server reads no further message while 4 are unanswered, and answers
+   * only as fast as the client reads, so a slow database or a slow reader holds the sender
+   * back (HTTP/2 flow control) instead of filling memory.
+   * When the client half-closes, the server answers every message it read, then ends the
+   * stream OK. Errors that end the stream, after the answers to earlier messages: UNAVAILABLE
+   * (DATABASE_UNAVAILABLE; SHUTTING_DOWN: the server stops; resend the unanswered messages,
+   * elsewhere or later: ids make repeats DUPLICATE), UNAUTHENTICATED and PERMISSION_DENIED (the
+   * credentials, checked at the start and again for every message, so a revoked key stops an
+   * open stream too), INVALID_ARGUMENT (MALFORMED_REQUEST: bytes that are not a
+   * StreamIngestRequest), RESOURCE_EXHAUSTED (a message over the size limit, from grpc).
+   * A cancelled stream leaves each message it was writing wholly stored or not at all.
+   */
+  streamIngest(): ClientDuplexStream<StreamIngestRequest, StreamIngestResponse>;
+  streamIngest(options: Partial<CallOptions>): ClientDuplexStream<StreamIngestRequest, StreamIngestResponse>;
+  streamIngest(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<StreamIngestRequest, StreamIngestResponse>;
   /**
    * Convert step: awards one named conversion to an enrollment. At most one award per
    * enrollment and conversion: a second mark returns the existing award. Errors:
