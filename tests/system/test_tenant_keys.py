@@ -406,12 +406,6 @@ GLOBAL_STATEMENTS = (
         tenant_parameter=1,
     ),
     Global(
-        r"select pg_notify\(\$1, \$2\)",
-        "wakes conversion-event streams on commit: one channel for every tenant, the payload"
-        " ($2) names the tenant",
-        tenant_parameter=2,
-    ),
-    Global(
         r"listen jc_conversion_events",
         "the one LISTEN connection of a process (notifier.py), for every tenant's streams",
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import asyncpg
@@ -89,11 +90,14 @@ async def _record_goal_events_and_outcomes(
     events: Sequence[domain.GoalEvent],
     horizon: datetime,
 ) -> list[tuple[ingest.ItemResult, domain.Outcome | None]]:
-    """The events written, each with the outcome read back in the same transaction: the one
-    this write (or the first write of its id) committed with."""
-    results = await ingest.record_goal_events(conn, tenant_id, events, horizon)
+    """The events written, each with the outcome it committed with: the one this write
+    decided and stored for a new event (without the candidates the store does not keep), the
+    one read back for a repeat of an id (that its first write committed with)."""
+    results, decided = await ingest.record_goal_events_deciding(conn, tenant_id, events, horizon)
     written = [e.event_id for e, r in zip(events, results, strict=True) if r.error is None]
-    outcomes = await queries.stored_outcomes(conn, tenant_id, written)
+    outcomes = {e: replace(decided[e], candidates=()) for e in written if e in decided}
+    if repeated := [e for e in written if e not in outcomes]:
+        outcomes.update(await queries.stored_outcomes(conn, tenant_id, repeated))
     return [
         (r, None if r.error else outcomes.get(e.event_id))
         for e, r in zip(events, results, strict=True)

@@ -7,7 +7,7 @@ read here cannot change before the differences are written and committed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,6 +170,17 @@ async def contacts_with_awards(
 class Changes:
     outcomes_written: int
     awards_changed: int
+    # every re-decided goal event's outcome, by event id (the rule's, with its candidates)
+    outcomes: Mapping[str, domain.Outcome] = field(default_factory=dict)
+
+
+def redecision_start(horizon: datetime, changed: Iterable[datetime]) -> datetime:
+    """Where re-deciding must start after changes at these times: the rule is causal (an
+    event's outcome and awards depend only on what happened at or before it), so nothing
+    before the earliest change can move; never before the horizon, where decisions are final.
+    An on-time goal event re-decides itself alone, reading one window of touchpoints, instead
+    of every event of its contact since the horizon (allowed lateness, 30 days by default)."""
+    return max(horizon, min(changed, default=horizon))
 
 
 async def redecide(
@@ -182,11 +193,15 @@ async def redecide(
     histories = await load_histories(conn, tenant_id, contact_list, since)
     decisions = {c: decide(h) for c, h in histories.items()}
     outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
-    awards = await _write_awards(conn, tenant_id, contact_list, decisions, since)
+    events = await _write_awards(conn, tenant_id, contact_list, decisions, since)
     await _write_goal_met(conn, tenant_id, histories, decisions, since)
     await credits.write(conn, tenant_id, contact_list, decisions.values(), since)
     await elsewhere.write(conn, tenant_id, histories, decisions, since)
-    return Changes(outcomes, awards)
+    # Last: the outbox head's row lock, which serializes the tenant's writers, is then held
+    # only from here to COMMIT.
+    await outbox.append(conn, tenant_id, events)
+    decided = {e: o for d in decisions.values() for e, o in d.outcomes.items()}
+    return Changes(outcomes, len(events), decided)
 
 
 async def _write_goal_met(
@@ -306,7 +321,9 @@ async def _write_awards(
     contacts: list[str],
     decisions: dict[str, domain.Decision],
     since: datetime,
-) -> int:
+) -> list[tuple[domain.ConversionEventType, domain.Award]]:
+    """Writes the differences between the stored awards and the decided ones; returns the
+    conversion events they make, for the outbox."""
     stored = {
         (r["enrollment_id"], r["conversion_id"]): codec.award(r)
         for r in await conn.fetch(
@@ -348,5 +365,4 @@ async def _write_awards(
     converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
     if converted:
         await conn.execute(sql.statement("converted_times"), tenant_id, sorted(converted))
-    await outbox.append(conn, tenant_id, events)
-    return len(events)
+    return events

@@ -187,6 +187,10 @@ async def record_touchpoints(
     )
     inserted = {r["event_id"] for r in rows}
     touched = {r["contact_id"] for r in rows if r["touches_goal_event"]}
+    touch_times = {t.event_id: t.occur_time for t in writable}
+    since = decisions.redecision_start(
+        horizon, (touch_times[r["event_id"]] for r in rows if r["touches_goal_event"])
+    )
     stored = await _stored(
         conn,
         f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
@@ -197,7 +201,7 @@ async def record_touchpoints(
     )
     by_id = _classify(unique, inserted, stored, errors, "touchpoint")
     # Most touchpoints arrive before any goal event they could affect: no attribution work.
-    await decisions.redecide(conn, tenant_id, touched, horizon)
+    await decisions.redecide(conn, tenant_id, touched, since)
     return [results.get(i) or by_id[t.event_id] for i, t in enumerate(items)]
 
 
@@ -216,6 +220,18 @@ async def record_goal_events(
     horizon: datetime,
 ) -> list[ItemResult]:
     """Records goal events and re-decides their contacts; one result per item, in order."""
+    results, _ = await record_goal_events_deciding(conn, tenant_id, items, horizon)
+    return results
+
+
+async def record_goal_events_deciding(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    items: Sequence[domain.GoalEvent],
+    horizon: datetime,
+) -> tuple[list[ItemResult], Mapping[str, domain.Outcome]]:
+    """As record_goal_events, with the outcomes this write decided (and stored), by event id:
+    those of the events it recorded, at least; not those of duplicates."""
     unique, results = _dedupe(items, "goal event")
     await lock_contacts(conn, tenant_id, (e.contact_id for e in unique))
     money = [codec.money_columns(e.value) for e in unique]
@@ -257,11 +273,16 @@ async def record_goal_events(
         codec.goal_event,
     )
     by_id = _classify(unique, inserted, stored, {}, "goal event")
-    new_contacts = [e.contact_id for e in unique if e.event_id in inserted]
-    await decisions.redecide(conn, tenant_id, new_contacts, horizon)
-    new_amendments = [e for e in unique if e.event_id in inserted and e.amends_event_id]
+    new = [e for e in unique if e.event_id in inserted]
+    new_amendments = [e for e in new if e.amends_event_id]
+    # An amendment changes the value of an earlier event (attribution.amended_values): its
+    # contact is re-decided from the horizon, as far back as an amended event may be.
+    since = decisions.redecision_start(
+        horizon, [horizon] if new_amendments else (e.occur_time for e in new)
+    )
+    changes = await decisions.redecide(conn, tenant_id, [e.contact_id for e in new], since)
     await amendments.apply_to_final_awards(conn, tenant_id, new_amendments, horizon)
-    return [results.get(i) or by_id[e.event_id] for i, e in enumerate(items)]
+    return [results.get(i) or by_id[e.event_id] for i, e in enumerate(items)], changes.outcomes
 
 
 async def get_goal_event(
@@ -463,7 +484,8 @@ async def _redecide_participation(
     """Re-decides the contacts whose entries or exits (contact, time) can change a decision:
     only goal events and step marks from then on depend on participation."""
     contacts = await decisions.contacts_with_events_since(conn, tenant_id, changes)
-    await decisions.redecide(conn, tenant_id, contacts, horizon)
+    since = decisions.redecision_start(horizon, (when for _, when in changes))
+    await decisions.redecide(conn, tenant_id, contacts, since)
 
 
 def enrollment_already_exited(enrollment: domain.Enrollment) -> AlreadyExists:

@@ -7,6 +7,7 @@ N has seen every position below it: nothing can commit later with a smaller one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from journey_conversions import domain
-from journey_conversions.store import codec
+from journey_conversions.store import codec, sql
 
 NOTIFY_CHANNEL = "jc_conversion_events"
 
@@ -34,24 +35,13 @@ async def append(
 ) -> None:
     if not events:
         return
-    last = await conn.fetchval(
-        "insert into outbox_heads as h (tenant_id, last_position) values ($1, $2)"
-        " on conflict (tenant_id) do update set last_position = h.last_position + $2"
-        " returning last_position",
+    await conn.execute(
+        sql.statement("outbox_append"),
         tenant_id,
-        len(events),
+        [int(kind) for kind, _ in events],
+        [json.dumps(codec.award_to_json(award)) for _, award in events],
+        NOTIFY_CHANNEL,
     )
-    first = last - len(events) + 1
-    await conn.executemany(
-        "insert into conversion_events (tenant_id, position, event_type, award)"
-        " values ($1, $2, $3, $4)",
-        [
-            (tenant_id, first + i, int(kind), codec.award_to_json(award))
-            for i, (kind, award) in enumerate(events)
-        ],
-    )
-    # Delivered to listeners when (and only if) the transaction commits.
-    await conn.execute("select pg_notify($1, $2)", NOTIFY_CHANNEL, tenant_id)
 
 
 async def read_after(
