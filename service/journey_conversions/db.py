@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TypeVar, cast
 
@@ -13,6 +14,8 @@ from journey_conversions.errors import Unavailable
 from journey_conversions.logs import log
 
 TRANSACTION_ATTEMPTS = 4
+# An idle connection is handed over at once; this only bounds a race with another taker.
+_IDLE_ACQUIRE_SECONDS = 0.01
 T = TypeVar("T")
 
 # Held while migrating, so replicas starting at once apply each migration exactly once.
@@ -115,6 +118,26 @@ async def _acquire(pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy[async
         return await pool.acquire()
     except Exception as error:
         raise Unavailable(f"the database is unavailable: {error}") from error
+
+
+@contextlib.asynccontextmanager
+async def idle_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection | None]:
+    """A second connection for work that can use one but does not need it (a report reading
+    two sections at once): one the pool holds idle right now, or None. It never waits for a
+    connection, nor takes one another call is waiting for, so it cannot starve writes or
+    deadlock callers that each hold one and want another."""
+    if pool.get_idle_size() == 0:
+        yield None
+        return
+    try:
+        conn = await pool.acquire(timeout=_IDLE_ACQUIRE_SECONDS)
+    except Exception:  # taken meanwhile, or broken: go on with one connection
+        yield None
+        return
+    try:
+        yield cast(asyncpg.Connection, conn)
+    finally:
+        await _release(pool, conn)
 
 
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

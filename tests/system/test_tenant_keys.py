@@ -411,6 +411,18 @@ GLOBAL_STATEMENTS = (
     ),
     Global(r"select 1", "the health probe (db_watch.py): whether the database answers"),
     Global(
+        r"select pg_export_snapshot\(\)",
+        "a report shares its snapshot with its second connection (store/reports.py): the"
+        " snapshot of a transaction that reads one tenant",
+        always=False,
+    ),
+    Global(
+        r"set transaction snapshot ''",
+        "a report's second connection takes the first one's snapshot (store/reports.py);"
+        " its statements filter by tenant themselves",
+        always=False,
+    ),
+    Global(
         r"begin( isolation level [a-z ]+)?;?|commit;?|rollback;?",
         "transaction control (asyncpg's Transaction, db.transaction)",
     ),

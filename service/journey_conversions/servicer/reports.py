@@ -60,7 +60,8 @@ class ReportRpcs(ServicerBase):
         query = report_query(request, call.now)
 
         async def work(conn: asyncpg.Connection) -> reports.Report:
-            return await reports.journey_report(conn, call.tenant_id, query)
+            async with db.idle_connection(self.pool) as helper:
+                return await reports.journey_report(conn, call.tenant_id, query, helper)
 
         report = await db.transaction(self.pool, work)
         return pb.GetJourneyReportResponse(report=render_report.report(report))
