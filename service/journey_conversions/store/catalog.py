@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
-from journey_conversions.store import codec
+from journey_conversions.store import codec, sql
 from journey_conversions.store.locks import lock_journey_definition
 
 
@@ -279,54 +280,40 @@ async def _save_goal(
 async def load_rules(
     conn: asyncpg.Connection, tenant_id: str, journey_ids: Sequence[str]
 ) -> dict[str, domain.JourneyRules]:
-    """What attribution needs of each journey: goal history, window, conversions' triggers."""
+    """What attribution needs of each journey: goal history, window, conversions' triggers.
+    One statement: every re-decision (each goal-event batch) reads it."""
     ids = sorted(set(journey_ids))
     if not ids:
         return {}
-    rows = await conn.fetch(
-        "select journey_id, window_seconds, exclude_machine_opens from journeys"
-        " where tenant_id = $1 and journey_id = any($2::text[])",
-        tenant_id,
-        ids,
-    )
-    goals = await _goal_histories(conn, tenant_id, ids)
-    triggers: dict[tuple[str, str], list[domain.CriterionChange]] = defaultdict(list)
-    for row in await conn.fetch(
-        "select journey_id, conversion_id, effective_time, criterion from conversion_triggers"
-        " where tenant_id = $1 and journey_id = any($2::text[])"
-        " order by journey_id, conversion_id, seq",
-        tenant_id,
-        ids,
-    ):
-        triggers[(row["journey_id"], row["conversion_id"])].append(
-            domain.CriterionChange(
-                row["effective_time"], codec.criterion_from_json(row["criterion"])
-            )
-        )
-    conversions: dict[str, list[domain.ConversionRule]] = defaultdict(list)
-    for row in await conn.fetch(
-        "select journey_id, conversion_id, value_currency, value_micros from conversions"
-        " where tenant_id = $1 and journey_id = any($2::text[]) order by journey_id, conversion_id",
-        tenant_id,
-        ids,
-    ):
-        conversions[row["journey_id"]].append(
-            domain.ConversionRule(
-                row["conversion_id"],
-                tuple(triggers[(row["journey_id"], row["conversion_id"])]),
-                codec.money(row["value_currency"], row["value_micros"]),
-            )
-        )
+    rows = await conn.fetch(sql.statement("journey_rules"), tenant_id, ids)
     return {
         row["journey_id"]: domain.JourneyRules(
             journey_id=row["journey_id"],
-            goal_history=goals.get(row["journey_id"], ()),
+            goal_history=_changes(row["goals"]),
             window=timedelta(seconds=row["window_seconds"]),
             exclude_machine_opens=row["exclude_machine_opens"],
-            conversions=tuple(conversions[row["journey_id"]]),
+            conversions=tuple(
+                domain.ConversionRule(
+                    c["conversion_id"],
+                    _changes(c["triggers"]),
+                    codec.money(c["value_currency"], c["value_micros"]),
+                )
+                for c in row["conversions"]
+            ),
         )
         for row in rows
     }
+
+
+def _changes(history: Sequence[Mapping[str, Any]]) -> tuple[domain.CriterionChange, ...]:
+    """A goal or trigger history, as journey_rules.sql gives it (times as ISO text)."""
+    return tuple(
+        domain.CriterionChange(
+            None if c["effective_time"] is None else datetime.fromisoformat(c["effective_time"]),
+            codec.criterion_from_json(c["criterion"]),
+        )
+        for c in history
+    )
 
 
 # --- named conversions ----------------------------------------------------------------------
