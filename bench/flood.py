@@ -51,7 +51,14 @@ from bench.ingest import (
     through_stream,
 )
 from bench.report import Timing
-from bench.tenant import PRODUCTS, TenantSpec, add_size_arguments, load_tenant, tenant_counts
+from bench.tenant import (
+    PRODUCTS,
+    TenantSpec,
+    add_size_arguments,
+    load_tenant,
+    spec_from_arguments,
+    tenant_counts,
+)
 from journey_conversions.domain import GoalEventType
 from journey_conversions.servicer.streaming import IN_FLIGHT
 from tests.builders import define_journey, enter, goal, goal_event, message, touchpoint, ts
@@ -633,18 +640,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[str, Options]:
     if args.tiny:
         made.set_defaults(**TINY)
         args = made.parse_args(argv)
-    specs = tuple(
-        TenantSpec(
-            tenant_id=args.tenant,
-            journeys=args.journeys,
-            enrollments=args.enrollments,
-            touchpoints=touchpoints,
-            goal_events=args.goal_events,
-            days=args.days,
-            seed=args.seed,
-        )
-        for touchpoints in args.goal_touchpoints
-    )
+    specs = tuple(spec_from_arguments(args, touchpoints) for touchpoints in args.goal_touchpoints)
     options = Options(
         unary_calls=args.unary_calls,
         concurrencies=tuple(args.concurrency),

@@ -36,6 +36,7 @@ from bench.tenant import (
     add_size_arguments,
     largest_journey,
     load_tenant,
+    spec_from_arguments,
     tenant_counts,
 )
 from tests.builders import ts
@@ -355,15 +356,7 @@ async def main() -> None:
         url = urlunsplit(urlsplit(args.database_url)._replace(path=f"/{args.database}"))
         results.append(await run_loaded(url, args.tenant, args.calls, args.warmup))
     for touchpoints in [] if args.database else args.touchpoints:
-        spec = TenantSpec(
-            args.tenant,
-            args.journeys,
-            args.enrollments,
-            touchpoints,
-            args.goal_events,
-            args.days,
-            args.seed,
-        )
+        spec = spec_from_arguments(args, touchpoints)
         print(f"== {touchpoints:,} touchpoints")
         results.append(await run_size(args.database_url, spec, args.calls, args.warmup, args.keep))
     print()

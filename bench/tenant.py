@@ -854,6 +854,19 @@ def add_size_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
+def spec_from_arguments(args: argparse.Namespace, touchpoints: int) -> TenantSpec:
+    """The tenant that add_size_arguments' options describe, with this many touchpoints."""
+    return TenantSpec(
+        args.tenant,
+        args.journeys,
+        args.enrollments,
+        touchpoints,
+        args.goal_events,
+        args.days,
+        args.seed,
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -863,15 +876,7 @@ async def main() -> None:
     parser.add_argument("--target", help="a server on that database (default: start one)")
     add_size_arguments(parser)
     args = parser.parse_args()
-    spec = TenantSpec(
-        args.tenant,
-        args.journeys,
-        args.enrollments,
-        args.touchpoints,
-        args.goal_events,
-        args.days,
-        args.seed,
-    )
+    spec = spec_from_arguments(args, args.touchpoints)
     await db.migrate(args.database_url)
     loaded = await load_tenant(args.database_url, spec, args.target)
     print(f"load {loaded.load_seconds:.1f} s, rebuild {loaded.rebuild_seconds:.1f} s")
