@@ -28,6 +28,7 @@ from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
 from journey_conversions import db
+from journey_conversions.store import partitions
 from tests.builders import ts
 from tests.processes import serve
 
@@ -76,17 +77,24 @@ async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> fl
     assert pool is not None
 
     async def insert(batch: list[Row]) -> None:
+        # The service's dedupe: the id first (touchpoint_ids), the touchpoint only when new.
         await pool.execute(
-            "insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version,"
+            "with fresh as (insert into touchpoint_ids (tenant_id, event_id, contact_id,"
+            " occur_time) select 'bench', * from unnest($1::text[], $2::text[],"
+            " $3::timestamptz[]) on conflict (tenant_id, event_id) do nothing"
+            " returning event_id)"
+            " insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version,"
             " message_id, channel, action, occur_time, machine_generated)"
             " select 'bench', e, c, 'bench', 1, 'email', 1, 1, t, false"
             " from unnest($1::text[], $2::text[], $3::timestamptz[]) as x(e, c, t)"
-            " on conflict (tenant_id, event_id) do nothing",
+            " where x.e in (select event_id from fresh)",
             [r.event_id for r in batch],
             [r.contact_id for r in batch],
             [r.occur_time for r in batch],
         )
 
+    async with db.connection(pool) as conn:  # the rows' months, as the server prepares them
+        await partitions.ensure(conn, [r.occur_time for r in rows])
     try:
         jobs = [functools.partial(insert, batch) for batch in batches(rows, size)]
         return await run_concurrently(jobs, concurrency)

@@ -1,5 +1,5 @@
-"""The `journey-conversions` command: serve, migrate or rebuild a database, import history, or
-print a journey report."""
+"""The `journey-conversions` command: serve, migrate or rebuild a database, import history, drop
+expired history, or print a journey report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from journey_conversions import cli_import, cli_keys, cli_report, db, logs
+from journey_conversions import cli_import, cli_keys, cli_report, cli_retention, db, logs
 from journey_conversions import config as config_module
 from journey_conversions.embedded_pg import postgres_url
 from journey_conversions.logs import log
@@ -92,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         " re-running an import changes nothing.",
     )
     cli_import.add_arguments(imports)
+    retain = commands.add_parser(
+        "retention",
+        help="show or drop the months of touchpoints and goal events no decision reads again",
+        description="Show (or with --apply drop) the monthly partitions of touchpoints and goal"
+        " events wholly older than the allowed lateness plus the longest attribution window;"
+        " reports keep their figures.",
+    )
+    cli_retention.add_arguments(retain)
     args = parser.parse_args(argv)
     if args.command == "report":
         return cli_report.run(args, report)
@@ -99,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_keys.run(args, keys)
     if args.command == "import":
         return cli_import.run(args, imports)
+    if args.command == "retention":
+        return cli_retention.run(args, retain)
     try:
         config = config_module.load(args)
     except config_module.ConfigError as error:
@@ -113,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     else:
         logs.configure(config.log_format, config.log_level)
-        asyncio.run(_migrate(config, args.tenant if args.command == "rebuild" else None))
+        try:
+            asyncio.run(_migrate(config, args.tenant if args.command == "rebuild" else None))
+        except rebuild.HistoryDropped as error:
+            log.error("rebuild refused", reason=str(error))
+            return 2
     return 0
 
 

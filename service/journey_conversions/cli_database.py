@@ -7,11 +7,13 @@ import argparse
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from journey_conversions import db
-from journey_conversions.config import default_data_dir
+from journey_conversions.clock import TimePolicy
+from journey_conversions.config import SETTINGS, default_data_dir
 from journey_conversions.embedded_pg import postgres_url
 
 T = TypeVar("T")
@@ -35,3 +37,45 @@ def run_migrated(args: argparse.Namespace, work: Callable[[str], Awaitable[T]]) 
             return await work(running)
 
         return asyncio.run(main())
+
+
+def _setting_default(flag: str) -> str:
+    return next(default for f, _, default, _ in SETTINGS if f == flag)
+
+
+def add_time_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's time settings, for commands that judge event times as it does."""
+    parser.add_argument(
+        "--allowed-lateness-days",
+        type=float,
+        help="oldest event accepted, days ($JC_ALLOWED_LATENESS_DAYS,"
+        f" {_setting_default('--allowed-lateness-days')}); give the server's",
+    )
+    parser.add_argument(
+        "--max-clock-skew-seconds",
+        type=float,
+        help="future tolerance, seconds ($JC_MAX_CLOCK_SKEW_SECONDS,"
+        f" {_setting_default('--max-clock-skew-seconds')})",
+    )
+
+
+def _setting(value: float | None, flag: str, env_name: str) -> float:
+    if value is not None:
+        return value
+    return float(os.environ.get(env_name) or _setting_default(flag))
+
+
+def time_policy(args: argparse.Namespace) -> TimePolicy:
+    """The time policy of add_time_arguments' flags, the environment, or the defaults."""
+    return TimePolicy(
+        timedelta(
+            days=_setting(
+                args.allowed_lateness_days, "--allowed-lateness-days", "JC_ALLOWED_LATENESS_DAYS"
+            )
+        ),
+        timedelta(
+            seconds=_setting(
+                args.max_clock_skew_seconds, "--max-clock-skew-seconds", "JC_MAX_CLOCK_SKEW_SECONDS"
+            )
+        ),
+    )

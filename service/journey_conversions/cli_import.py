@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -36,9 +35,8 @@ from google.protobuf.message import Message
 from journeys.conversions.v1 import events_pb2
 
 from journey_conversions import cli_database, clock, db, domain, import_rows, parse
-from journey_conversions.config import SETTINGS
 from journey_conversions.errors import InvalidArgument, ServiceError
-from journey_conversions.store import ingest, rebuild
+from journey_conversions.store import ingest, partitions, rebuild, retention
 
 KINDS = ("enrollments", "touchpoints", "goal_events")
 FORMATS = ("ndjson", "csv")
@@ -51,10 +49,6 @@ _ANY_PAST = datetime(1, 1, 1, tzinfo=UTC)
 
 class Refused(Exception):
     """The import cannot run as asked (exit status 2)."""
-
-
-def _setting_default(flag: str) -> str:
-    return next(default for f, _, default, _ in SETTINGS if f == flag)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,25 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (data within the allowed lateness); rebuilds the tenant's derived rows at the end",
     )
     cli_database.add_arguments(parser)
-    parser.add_argument(
-        "--allowed-lateness-days",
-        type=float,
-        help="oldest event accepted without --history, days ($JC_ALLOWED_LATENESS_DAYS,"
-        f" {_setting_default('--allowed-lateness-days')})",
-    )
-    parser.add_argument(
-        "--max-clock-skew-seconds",
-        type=float,
-        help="future tolerance, seconds ($JC_MAX_CLOCK_SKEW_SECONDS,"
-        f" {_setting_default('--max-clock-skew-seconds')})",
-    )
+    cli_database.add_time_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def _setting(value: float | None, flag: str, env_name: str) -> float:
-    if value is not None:
-        return value
-    return float(os.environ.get(env_name) or _setting_default(flag))
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -120,18 +97,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("cannot tell the format from the file name: give --format ndjson or csv")
     if not source.is_file():
         parser.error(f"no file {source}")
-    policy = clock.TimePolicy(
-        timedelta(
-            days=_setting(
-                args.allowed_lateness_days, "--allowed-lateness-days", "JC_ALLOWED_LATENESS_DAYS"
-            )
-        ),
-        timedelta(
-            seconds=_setting(
-                args.max_clock_skew_seconds, "--max-clock-skew-seconds", "JC_MAX_CLOCK_SKEW_SECONDS"
-            )
-        ),
-    )
+    policy = cli_database.time_policy(args)
     rejected_path = args.rejected or source.with_name(source.name + ".rejected.ndjson")
     job = Job(args.kind, args.tenant, source, form, rejected_path, args.batch_size, args.history)
     try:
@@ -339,19 +305,23 @@ class Job:
     async def run(
         self, pool: asyncpg.Pool, policy: clock.TimePolicy, stream: TextIO, out: TextIO, total: int
     ) -> Summary:
+        history_from = _ANY_PAST
         if self.history:
             await self._refuse_if_live(pool, policy.bounds(clock.utc_now()).earliest)
+            async with db.connection(pool) as conn:
+                # Retention dropped the months before: history there would not be kept.
+                history_from = await retention.retained_from(conn) or _ANY_PAST
         summary = Summary(self.kind, self.tenant, self.source, history=self.history)
         progress = Progress(total)
         batch: list[import_rows.Row] = []
         for row in import_rows.rows(self.kind, self.form, stream):
             batch.append(row)
             if len(batch) == self.batch_size:
-                await self._batch(pool, batch, policy, summary, out)
+                await self._batch(pool, batch, policy, history_from, summary, out)
                 progress.update(summary.rows)
                 batch = []
         if batch:
-            await self._batch(pool, batch, policy, summary, out)
+            await self._batch(pool, batch, policy, history_from, summary, out)
         progress.update(summary.rows, final=True)
         out.flush()
         if summary.rejected:
@@ -382,6 +352,7 @@ class Job:
         pool: asyncpg.Pool,
         rows: Sequence[import_rows.Row],
         policy: clock.TimePolicy,
+        history_from: datetime,
         summary: Summary,
         out: TextIO,
     ) -> None:
@@ -389,7 +360,7 @@ class Job:
         now = clock.utc_now()
         bounds, horizon = policy.bounds(now), policy.horizon(now)
         if self.history:
-            bounds = clock.Bounds(_ANY_PAST, bounds.latest)
+            bounds = clock.Bounds(history_from, bounds.latest)
             horizon = rebuild.ALL_HISTORY  # re-decide the contacts' whole history
         parsed = _Parsed()
         rejected: list[tuple[import_rows.Row, list[str]]] = []
@@ -405,6 +376,17 @@ class Job:
                 parsed.items.append(item)
                 parsed.exits.append(exit_)
         if parsed.items:
+            times = [
+                i.occur_time
+                for i in parsed.items
+                if isinstance(i, domain.Touchpoint | domain.GoalEvent)
+            ]
+            if times:
+
+                async def prepare(conn: asyncpg.Connection) -> int:
+                    return await partitions.ensure(conn, times)
+
+                await db.transaction(pool, prepare)  # the months' partitions, committed first
 
             async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
                 return await _write(conn, self.kind, self.tenant, parsed, horizon)

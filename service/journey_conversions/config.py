@@ -35,6 +35,7 @@ class Config:
     tls_cert: Path | None  # PEM certificate chain; None: plaintext
     tls_key: Path | None
     tls_client_ca: Path | None  # PEM CA bundle: clients must present a certificate it signed
+    retention_every: timedelta | None  # None: the server never drops history itself
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -78,6 +79,12 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("--tls-cert", "JC_TLS_CERT", "", "PEM certificate chain: serve TLS"),
     ("--tls-key", "JC_TLS_KEY", "", "PEM private key of --tls-cert"),
     ("--tls-client-ca", "JC_TLS_CLIENT_CA", "", "PEM CA: require client certificates it signed"),
+    (
+        "--retention-interval-hours",
+        "JC_RETENTION_INTERVAL_HOURS",
+        "0",
+        "drop history no decision reads this often; 0: never (see `retention`)",
+    ),
 )
 
 AUTH_MODES = ("keys", "dev")
@@ -130,8 +137,16 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
             _choice("reflection", values["reflection"], ("on", "off", "auto"))
         ],
         limits=_limits(values),
+        retention_every=_hours(values["retention_interval_hours"]),
         **_tls(values),
     )
+
+
+def _hours(value: str) -> timedelta | None:
+    hours = float(value)
+    if hours < 0:
+        raise ConfigError("--retention-interval-hours must be 0 (off) or more")
+    return timedelta(hours=hours) if hours else None
 
 
 def _limits(values: Mapping[str, str]) -> Limits:

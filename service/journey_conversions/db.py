@@ -121,6 +121,16 @@ async def _acquire(pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy[async
 
 
 @contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection outside any transaction (statements commit one by one)."""
+    conn = await _acquire(pool)
+    try:
+        yield cast(asyncpg.Connection, conn)
+    finally:
+        await _release(pool, conn)
+
+
+@contextlib.asynccontextmanager
 async def idle_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection | None]:
     """A second connection for work that can use one but does not need it (a report reading
     two sections at once): one the pool holds idle right now, or None. It never waits for a

@@ -22,6 +22,7 @@ from journey_conversions.config import Config, ConfigError
 from journey_conversions.db_watch import DatabaseWatch
 from journey_conversions.embedded_pg import postgres_url
 from journey_conversions.logs import log
+from journey_conversions.maintenance import Maintenance
 from journey_conversions.notifier import Notifier
 from journey_conversions.registration import add_service
 from journey_conversions.servicer import JourneyConversionsServicer
@@ -39,6 +40,7 @@ class App:
     pool: asyncpg.Pool
     notifier: Notifier
     watch: DatabaseWatch  # health NOT_SERVING while the database is out of reach
+    maintenance: Maintenance  # partitions ahead of time; retention when configured
 
     async def stop(self, grace: float, drain: float = 0.0) -> None:
         """Health NOT_SERVING first; for `drain` seconds (within the grace) the server still
@@ -47,6 +49,7 @@ class App:
         Without the drain, calls already queued in grpc when it stops listening end CANCELLED
         (grpc/grpc#41785), which clients do not retry."""
         await self.watch.stop()  # never SERVING again, and off the pool before it closes
+        await self.maintenance.stop()
         await self.health.enter_graceful_shutdown()
         self.servicer.stopping.set()  # new calls refused, conversion-event streams end
         drain = min(drain, grace)
@@ -61,6 +64,9 @@ class App:
 async def build(config: Config, database_url: str, listen: str | None = None) -> App:
     """A started server on `listen` (port 0 picks a free port; App.port tells which)."""
     pool = await db.create_pool(database_url, config.pool_min_size, config.pool_max_size)
+    policy = TimePolicy(config.allowed_lateness, config.max_clock_skew)
+    maintenance = Maintenance(pool, policy, config.retention_every)
+    await maintenance.start()  # before any call: every accepted time has its partition
     notifier = Notifier()
     await notifier.start(database_url)
     server = grpc.aio.server(
@@ -71,7 +77,7 @@ async def build(config: Config, database_url: str, listen: str | None = None) ->
     )
     servicer = JourneyConversionsServicer(
         pool,
-        TimePolicy(config.allowed_lateness, config.max_clock_skew),
+        policy,
         authenticator(config, pool),
         notifier,
         Admission(config.limits),
@@ -94,7 +100,7 @@ async def build(config: Config, database_url: str, listen: str | None = None) ->
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     watch = DatabaseWatch(pool, health, ("", SERVICE_NAME))
     watch.start()
-    return App(server, port, servicer, health, pool, notifier, watch)
+    return App(server, port, servicer, health, pool, notifier, watch, maintenance)
 
 
 def _add_port(server: grpc.aio.Server, listen: str, config: Config) -> int:

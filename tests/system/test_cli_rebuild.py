@@ -34,6 +34,12 @@ async def load_raw_rows(url: str) -> None:
             " enter_time) values ('acme', 'e1', 'c1', 'j', 1, $1)",
             NOW - timedelta(days=3),
         )
+        # A bulk loader creates the months it loads (README, Retention).
+        await conn.execute(
+            "select ensure_month_partitions('touchpoints', $1)"
+            " + ensure_month_partitions('goal_events', $1)",
+            [NOW - timedelta(days=2), NOW - timedelta(days=1)],
+        )
         await conn.execute(
             "insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version,"
             " message_id, channel, action, occur_time) values"

@@ -86,6 +86,8 @@ GLOBAL_TABLES = {
     # The migration ledger of the whole database (db.migrate), written under an advisory lock
     # at start. On Citus it would stay on the coordinator (a local table).
     "schema_migrations",
+    # What retention dropped (store/retention.py): monthly partitions hold every tenant's rows.
+    "retention_runs",
 }
 
 # A server that checks API keys, as deployed.
@@ -411,6 +413,16 @@ GLOBAL_STATEMENTS = (
     ),
     Global(r"select 1", "the health probe (db_watch.py): whether the database answers"),
     Global(
+        r"select ensure_month_partitions\('', \$1::timestamptz\[\]\)"
+        r" \+ ensure_month_partitions\('', \$1::timestamptz\[\]\)",
+        "monthly partitions created ahead (store/partitions.py, maintenance.py): DDL for every"
+        " tenant; on Citus the coordinator would create them",
+    ),
+    Global(
+        r"select max\(retained_from\) from retention_runs",
+        "where raw history begins after retention (store/retention.py), read by a rebuild",
+    ),
+    Global(
         r"select pg_export_snapshot\(\)",
         "a report shares its snapshot with its second connection (store/reports.py): the"
         " snapshot of a transaction that reads one tenant",
@@ -656,10 +668,23 @@ async def call(case: Case, stub: Stub, ids: Ids, metadata: Sequence[tuple[str, s
 
 
 async def more_of_b(stub: Stub, b: Sequence[tuple[str, str]]) -> None:
-    """B's writes that take the paths the matrix does not: a redefinition (new window, a
+    """B's writes that take the paths the matrix does not: an Evaluate-goal step not met, a
+    redefinition (new window, a
     second version on steps and paths), a repeated request, a conversion's new value, a late
     touchpoint before a goal event, an amendment, an exit, and a full report of one version."""
     i = B_IDS
+    # Evaluate-goal before the goal event: the kept events say not met, so it looks among
+    # those retention dropped (goal_met_event.sql).
+    early = await stub.EvaluateGoal(
+        pb.EvaluateGoalRequest(
+            event_id="b-evaluate-early",
+            enrollment_id=i.enrollment,
+            step_id="evaluate",
+            evaluate_time=ago(days=2),
+        ),
+        metadata=b,
+    )
+    assert early.goal_met is False
     redefined = define_journey(
         i.journey,
         [message(i.message, step_id="welcome"), message("b-sms", "SMS", step_id="nudge")],
@@ -684,10 +709,12 @@ async def more_of_b(stub: Stub, b: Sequence[tuple[str, str]]) -> None:
         metadata=b,
     )
     late = touchpoint("b-late", i.contact, i.journey, i.message, ago(days=2, hours=1), "EMAIL")
-    batch = await stub.BatchRecordTouchpoints(
-        pb.BatchRecordTouchpointsRequest(touchpoints=[late]), metadata=b
-    )
-    assert [r.status for r in batch.results] == [events_pb2.ITEM_STATUS_ACCEPTED]
+    for status in (events_pb2.ITEM_STATUS_ACCEPTED, events_pb2.ITEM_STATUS_DUPLICATE):
+        # The repeat reads the stored touchpoint back (stored_touchpoints.sql).
+        batch = await stub.BatchRecordTouchpoints(
+            pb.BatchRecordTouchpointsRequest(touchpoints=[late]), metadata=b
+        )
+        assert [r.status for r in batch.results] == [status]
     amendment = goal_event(
         "b-refund",
         i.contact,
@@ -791,7 +818,6 @@ _MUTATIONS = (
     # (statement file or text, what is replaced, by what)
     ("final_amended_awards.sql", "where x.tenant_id = $1 and", "where"),
     ("final_amended_awards.sql", "where a.tenant_id = $1 and", "where"),
-    ("final_amended_awards.sql", "g.tenant_id = a.tenant_id and ", ""),
     ("report_awards.sql", "where tenant_id = $1 and", "where"),
     ("report_awards.sql", "tenant_id = $1", "tenant_id = any($1::text[])"),
     (
@@ -810,7 +836,10 @@ _MUTATIONS = (
         "join enrollments e on e.tenant_id = $1 and",
         "join enrollments e on",
     ),
-    ("insert_touchpoints.sql", "select $1, * from unnest", "select $2, * from unnest"),
+    ("insert_touchpoints.sql", "select $1, e, c, o from unnest", "select $2, e, c, o from unnest"),
+    ("insert_touchpoints.sql", "select $1, x.* from unnest", "select $2, x.* from unnest"),
+    ("insert_goal_events.sql", "select $1, e, c, o from unnest", "select $2, e, c, o from unnest"),
+    ("stored_touchpoints.sql", "where i.tenant_id = $1 and", "where"),
     ("upsert_awards.sql", "insert into awards (\n    tenant_id, ", "insert into awards ("),
     ("touchpoint_counts_rebuild.sql", "where tenant_id = $1", "where true"),
     ("report_awards.sql", "where tenant_id = $1 and", "where tenant_id = $1 or"),
@@ -851,6 +880,8 @@ _MUTATION_TABLES = {
     "touchpoints",
     "cohort_counts",
     "enrollment_reach",
+    "touchpoint_ids",
+    "goal_event_ids",
 }
 
 

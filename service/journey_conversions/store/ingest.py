@@ -155,12 +155,6 @@ async def _check_catalog(
     return errors
 
 
-_TOUCHPOINT_COLUMNS = (
-    "event_id, contact_id, journey_id, version, message_id, channel, action, occur_time,"
-    " machine_generated"
-)
-
-
 async def record_touchpoints(
     conn: asyncpg.Connection,
     tenant_id: str,
@@ -193,8 +187,7 @@ async def record_touchpoints(
     )
     stored = await _stored(
         conn,
-        f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
-        " where tenant_id = $1 and event_id = any($2::text[])",
+        sql.statement("stored_touchpoints"),
         tenant_id,
         [t.event_id for t in writable if t.event_id not in inserted],
         codec.touchpoint,
@@ -238,14 +231,7 @@ async def record_goal_events_deciding(
     inserted = {
         r["event_id"]
         for r in await conn.fetch(
-            f"insert into goal_events (tenant_id, {_GOAL_EVENT_COLUMNS})"
-            " select $1, e, c, t, o, an, av, l, m, u, f,"
-            " coalesce(string_to_array(p, chr(31)), '{}'::text[]), vc, vm, am"
-            " from unnest($2::text[], $3::text[], $4::smallint[], $5::timestamptz[],"
-            " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-            " $12::text[], $13::text[], $14::bigint[], $15::text[])"
-            " as x(e, c, t, o, an, av, l, m, u, f, p, vc, vm, am)"
-            " on conflict (tenant_id, event_id) do nothing returning event_id",
+            sql.statement("insert_goal_events"),
             tenant_id,
             [e.event_id for e in unique],
             [e.contact_id for e in unique],
@@ -300,12 +286,7 @@ async def get_touchpoints(
     conn: asyncpg.Connection, tenant_id: str, event_ids: Sequence[str]
 ) -> dict[str, domain.Touchpoint]:
     """The stored touchpoints among `event_ids`, by event id."""
-    rows = await conn.fetch(
-        f"select {_TOUCHPOINT_COLUMNS} from touchpoints"
-        " where tenant_id = $1 and event_id = any($2::text[])",
-        tenant_id,
-        list(event_ids),
-    )
+    rows = await conn.fetch(sql.statement("stored_touchpoints"), tenant_id, list(event_ids))
     return {r["event_id"]: codec.touchpoint(r) for r in rows}
 
 

@@ -8,7 +8,7 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.errors import NotFound
+from journey_conversions.errors import FailedPrecondition, NotFound
 from journey_conversions.store import codec, decisions
 from journey_conversions.store.ingest import get_goal_event, get_touchpoints
 
@@ -20,6 +20,17 @@ async def explain(
     for earlier events: the same decision the store holds, with every candidate's verdict."""
     event = await get_goal_event(conn, tenant_id, event_id)
     if event is None:
+        if await conn.fetchval(
+            "select exists (select 1 from goal_outcomes where tenant_id = $1"
+            " and goal_event_id = $2)",
+            tenant_id,
+            event_id,
+        ):
+            raise FailedPrecondition(
+                "GOAL_EVENT_DROPPED",
+                f"goal event {event_id!r} is older than the history kept (retention dropped"
+                " it): its outcome stays in awards and reports, its explanation is gone",
+            )
         raise NotFound("GOAL_EVENT_NOT_FOUND", f"goal event {event_id!r} is not known")
     histories = await decisions.load_histories(
         conn, tenant_id, [event.contact_id], event.occur_time

@@ -1,5 +1,6 @@
 """Rebuilding a tenant's derived rows from its raw rows: after a bulk load straight into the
-tables (a COPY of enrollments, touchpoints and goal events), or to recompute report facts.
+tables (a COPY of enrollments, touchpoints and goal events, into monthly partitions created
+first: partitions.ensure), or to recompute report facts. Loaded events get their ids too.
 
 Derived rows are the daily touchpoint counts, the per-enrollment facts (first touches, steps and
 paths reached, goal met), goal outcomes, awards, conversion credits, and the conversion-event
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from journey_conversions import db
-from journey_conversions.store import decisions, facts, sql
+from journey_conversions.store import decisions, facts, retention, sql
 
 ALL_HISTORY = datetime(1900, 1, 1, tzinfo=UTC)  # before any event (windows reach back from it)
 ENROLLMENT_BATCH = 20_000
@@ -38,18 +39,50 @@ class Rebuilt:
 
 
 async def _ids(pool: asyncpg.Pool, query: str, tenant_id: str) -> list[str]:
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         return [r[0] for r in await conn.fetch(query, tenant_id)]
+
+
+class HistoryDropped(Exception):
+    """The tenant's raw rows no longer hold its whole history: retention dropped part of it."""
+
+
+async def _check_history_whole(pool: asyncpg.Pool, tenant_id: str) -> None:
+    async with db.connection(pool) as conn:
+        since = await retention.retained_from(conn)
+        if since is None:
+            return
+        reaches = await conn.fetchval(
+            "select exists (select 1 from enrollments where tenant_id = $1 and enter_time < $2)",
+            tenant_id,
+            since,
+        )
+    if reaches:
+        raise HistoryDropped(
+            f"tenant {tenant_id!r} has enrollments from before {since:%Y-%m-%d}, where retention"
+            " dropped the touchpoints and goal events: a rebuild would recompute its figures"
+            " from part of its history"
+        )
 
 
 async def rebuild_tenant(
     pool: asyncpg.Pool, tenant_id: str, progress: Progress | None = None
 ) -> Rebuilt:
-    """Recomputes every derived row of the tenant from its raw rows."""
+    """Recomputes every derived row of the tenant from its raw rows; refused (HistoryDropped)
+    when retention dropped raw rows its derived rows came from."""
+    await _check_history_whole(pool, tenant_id)
 
     async def recount(conn: asyncpg.Connection) -> None:
         await conn.execute("delete from touchpoint_counts where tenant_id = $1", tenant_id)
         await conn.execute(sql.statement("touchpoint_counts_rebuild"), tenant_id)
+        # Rows loaded straight into the tables get their idempotency keys (migration 0006).
+        for table, ids in (("touchpoints", "touchpoint_ids"), ("goal_events", "goal_event_ids")):
+            await conn.execute(
+                f"insert into {ids} (tenant_id, event_id, contact_id, occur_time)"
+                f" select $1, event_id, contact_id, occur_time from {table} where tenant_id = $1"
+                " on conflict (tenant_id, event_id) do nothing",
+                tenant_id,
+            )
 
     await db.transaction(pool, recount)
     enrollments = await _ids(
@@ -79,7 +112,7 @@ async def rebuild_tenant(
         if batch & (batch - 1) == 0:
             # The derived tables grow from nothing: statistics kept up to date (autovacuum may
             # be off, or late) keep re-decisions on index plans instead of whole-table scans.
-            async with pool.acquire() as conn:
+            async with db.connection(pool) as conn:
                 await conn.execute(_ANALYZE_DERIVED)
 
         async def redecide(conn: asyncpg.Connection, chunk: list[str] = chunk) -> int:

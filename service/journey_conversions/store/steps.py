@@ -11,7 +11,7 @@ import asyncpg
 from journey_conversions import domain
 from journey_conversions.criteria import in_force, matches
 from journey_conversions.errors import FailedPrecondition, NotFound
-from journey_conversions.store import catalog, codec, decisions
+from journey_conversions.store import catalog, codec, decisions, sql
 from journey_conversions.store.ingest import enrollment_not_found, get_enrollment
 from journey_conversions.store.locks import lock_contacts
 
@@ -155,7 +155,7 @@ async def evaluate_goal(
         await _insert_marks(conn, tenant_id, enrollment, marks)
         await decisions.redecide(conn, tenant_id, [enrollment.contact_id], horizon)
     awards = await _awards(conn, tenant_id, enrollment_id, tied)
-    return Evaluation(True, met.event_id, credit, credited, tuple(awards))
+    return Evaluation(True, met, credit, credited, tuple(awards))
 
 
 async def _first_goal_event(
@@ -164,7 +164,8 @@ async def _first_goal_event(
     enrollment: domain.Enrollment,
     journey: domain.Journey,
     until: datetime,
-) -> domain.GoalEvent | None:
+) -> str | None:
+    """The id of the first goal event meeting the goal during the enrollment, up to `until`."""
     rows = await conn.fetch(
         "select * from goal_events where tenant_id = $1 and contact_id = $2"
         " and occur_time >= $3 and occur_time <= $4 order by occur_time, event_id",
@@ -177,15 +178,19 @@ async def _first_goal_event(
         event = codec.goal_event(row)
         goal = in_force(journey.goal_history, event.occur_time)
         if goal is not None and matches(goal, event):
-            return event
-    return None
+            return event.event_id
+    # Met by an event that retention dropped (older than any decision reads)?
+    met: str | None = await conn.fetchval(
+        sql.statement("goal_met_event"), tenant_id, enrollment.enrollment_id, until
+    )
+    return met
 
 
 async def _credit(
     conn: asyncpg.Connection,
     tenant_id: str,
     enrollment: domain.Enrollment,
-    met: domain.GoalEvent,
+    met: str,
 ) -> tuple[GoalCredit, str]:
     own = await _awards(conn, tenant_id, enrollment.enrollment_id, [domain.GOAL_CONVERSION])
     if own:
@@ -193,7 +198,7 @@ async def _credit(
     winner = await conn.fetchval(
         "select journey_id from goal_outcomes where tenant_id = $1 and goal_event_id = $2",
         tenant_id,
-        met.event_id,
+        met,
     )
     if winner and winner != enrollment.journey_id:
         return GoalCredit.OTHER_JOURNEY, str(winner)

@@ -4,11 +4,12 @@
 -- $1 tenant.
 select a.*, latest.value_currency as amended_currency, latest.value_micros as amended_micros
 from awards a
-join goal_events g on g.tenant_id = a.tenant_id and g.event_id = a.goal_event_id
 cross join lateral (
+    -- the award keeps its goal event's contact and time: the event itself may be gone
+    -- (retention), its amendments are not older than the horizon
     select x.value_currency, x.value_micros from goal_events x
-    where x.tenant_id = $1 and x.amends_event_id = g.event_id and x.contact_id = g.contact_id
-        and x.occur_time >= g.occur_time
+    where x.tenant_id = $1 and x.amends_event_id = a.goal_event_id
+        and x.contact_id = a.contact_id and x.occur_time >= a.award_time
     order by x.occur_time desc, x.event_id desc
     limit 1
 ) latest

@@ -1,15 +1,23 @@
--- Inserts touchpoints idempotently in one round trip, counts them per day (touchpoint_counts),
--- keeps the facts of the enrollments they touch (a touchpoint of an enrollment's journey while it
+-- Inserts touchpoints idempotently (their ids in touchpoint_ids) in one round trip, counts them
+-- per day (touchpoint_counts), keeps the facts of the enrollments they touch (a touchpoint of an enrollment's journey while it
 -- is active): the first and last touches (migration 0005) and the steps and paths reached; and
 -- says for each new touchpoint whether a goal event of its contact lies within its journey's
 -- window after it: then the contact must be re-decided.
 -- $1 tenant; $2.. the columns, one array each.
-with new as (
+with fresh as (
+    -- the idempotency key (migration 0006): a repeated id inserts nothing below
+    insert into touchpoint_ids (tenant_id, event_id, contact_id, occur_time)
+    select $1, e, c, o from unnest($2::text[], $3::text[], $9::timestamptz[]) as x(e, c, o)
+    on conflict (tenant_id, event_id) do nothing
+    returning event_id
+),
+new as (
     insert into touchpoints (tenant_id, event_id, contact_id, journey_id, version, message_id,
         channel, action, occur_time, machine_generated)
-    select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+    select $1, x.* from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
         $7::smallint[], $8::smallint[], $9::timestamptz[], $10::bool[])
-    on conflict (tenant_id, event_id) do nothing
+        as x(e, c, j, v, m, ch, a, o, mg)
+    where x.e in (select event_id from fresh)
     returning event_id, contact_id, journey_id, message_id, version, action, occur_time,
         machine_generated and action = 2 as machine_open
 ),
