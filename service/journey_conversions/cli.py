@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import":
         return cli_import.run(args, imports)
     if args.command == "retention":
-        return cli_retention.run(args, retain)
+        return cli_retention.run(args)
     try:
         config = config_module.load(args)
     except config_module.ConfigError as error:

@@ -301,6 +301,8 @@ class Job:
     rejected_path: Path
     batch_size: int
     history: bool
+    # Months whose partitions this job has made sure of: each is ensured once, not per batch.
+    months_ready: set[datetime] = field(default_factory=set, init=False)
 
     async def run(
         self, pool: asyncpg.Pool, policy: clock.TimePolicy, stream: TextIO, out: TextIO, total: int
@@ -376,17 +378,18 @@ class Job:
                 parsed.items.append(item)
                 parsed.exits.append(exit_)
         if parsed.items:
-            times = [
-                i.occur_time
+            months = {
+                partitions.month_start(i.occur_time)
                 for i in parsed.items
                 if isinstance(i, domain.Touchpoint | domain.GoalEvent)
-            ]
-            if times:
+            } - self.months_ready
+            if months:
 
                 async def prepare(conn: asyncpg.Connection) -> int:
-                    return await partitions.ensure(conn, times)
+                    return await partitions.ensure(conn, months)
 
                 await db.transaction(pool, prepare)  # the months' partitions, committed first
+                self.months_ready |= months
 
             async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
                 return await _write(conn, self.kind, self.tenant, parsed, horizon)

@@ -15,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 PARTITIONED = ("touchpoints", "goal_events")
+# Each partitioned table's idempotency keys (migration 0006): a unique key of a partitioned
+# table must hold the partition key, so (tenant_id, event_id) lives in a table of its own.
+ID_TABLES = {"touchpoints": "touchpoint_ids", "goal_events": "goal_event_ids"}
 # Partitions are kept this far ahead of now, so a write never waits on creating one: the
 # server's maintenance (maintenance.py) runs far more often than that.
 AHEAD = timedelta(days=40)

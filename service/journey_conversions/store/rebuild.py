@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from journey_conversions import db
-from journey_conversions.store import decisions, facts, retention, sql
+from journey_conversions.store import decisions, facts, partitions, retention, sql
 
 ALL_HISTORY = datetime(1900, 1, 1, tzinfo=UTC)  # before any event (windows reach back from it)
 ENROLLMENT_BATCH = 20_000
@@ -76,7 +76,7 @@ async def rebuild_tenant(
         await conn.execute("delete from touchpoint_counts where tenant_id = $1", tenant_id)
         await conn.execute(sql.statement("touchpoint_counts_rebuild"), tenant_id)
         # Rows loaded straight into the tables get their idempotency keys (migration 0006).
-        for table, ids in (("touchpoints", "touchpoint_ids"), ("goal_events", "goal_event_ids")):
+        for table, ids in partitions.ID_TABLES.items():
             await conn.execute(
                 f"insert into {ids} (tenant_id, event_id, contact_id, occur_time)"
                 f" select $1, event_id, contact_id, occur_time from {table} where tenant_id = $1"

@@ -33,7 +33,6 @@ from journey_conversions.clock import TimePolicy
 from journey_conversions.store import partitions
 from journey_conversions.store.partitions import Partition
 
-_IDS = {"touchpoints": "touchpoint_ids", "goal_events": "goal_event_ids"}
 # One retention at a time across replicas (a session lock: detaching commits on its own).
 _LOCK = "select pg_try_advisory_lock(hashtext('journey_conversions.retention'))"
 _UNLOCK = "select pg_advisory_unlock(hashtext('journey_conversions.retention'))"
@@ -97,7 +96,7 @@ async def apply(pool: asyncpg.Pool, policy: TimePolicy, now: datetime) -> Outcom
             for partition in found.expired:
                 await _drop(conn, partition)
                 status = await conn.execute(
-                    f"delete from {_IDS[partition.table]}"
+                    f"delete from {partitions.ID_TABLES[partition.table]}"
                     " where occur_time >= $1 and occur_time < $2",
                     partition.start,
                     partition.end,
