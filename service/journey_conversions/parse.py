@@ -69,6 +69,16 @@ class Checker:
             raise InvalidArgument(self.violations)
 
     def identifier(self, name: str, value: str, *, required: bool = True) -> str:
+        # The common case first, without the regex: printable (so no control character) and
+        # no space at either end.
+        if (
+            value
+            and len(value) <= MAX_ID_LENGTH
+            and value.isprintable()
+            and not value[0].isspace()
+            and not value[-1].isspace()
+        ):
+            return value
         if not value:
             if required:
                 self.fail(name, "is required")

@@ -109,8 +109,11 @@ class ServicerBase(HasCallSettings):
         if valid:
             written = await self._write_items(call, batch.kind, [v for _, v in valid], batch.write)
             for (index, _), result in zip(valid, written, strict=True):
-                error = result.error and under(f"{batch.field}[{index}]", result.error)
-                results[index] = ingest.ItemResult(result.status, error)
+                if result.error is None:
+                    results[index] = result
+                else:
+                    error = under(f"{batch.field}[{index}]", result.error)
+                    results[index] = ingest.ItemResult(result.status, error)
         return [render.item_result(i, batch.key(item), results[i]) for i, item in enumerate(items)]
 
     async def _write_items(
