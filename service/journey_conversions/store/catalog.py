@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
-from journey_conversions.store import codec, sql
+from journey_conversions.store import codec
 from journey_conversions.store.locks import lock_journey_definition
 
 
@@ -275,45 +274,6 @@ async def _save_goal(
     )
     # The first goal is in force from the start: every goal event not yet final may change.
     return effective if effective is not None else horizon
-
-
-async def load_rules(
-    conn: asyncpg.Connection, tenant_id: str, journey_ids: Sequence[str]
-) -> dict[str, domain.JourneyRules]:
-    """What attribution needs of each journey: goal history, window, conversions' triggers.
-    One statement: every re-decision (each goal-event batch) reads it."""
-    ids = sorted(set(journey_ids))
-    if not ids:
-        return {}
-    rows = await conn.fetch(sql.statement("journey_rules"), tenant_id, ids)
-    return {
-        row["journey_id"]: domain.JourneyRules(
-            journey_id=row["journey_id"],
-            goal_history=_changes(row["goals"]),
-            window=timedelta(seconds=row["window_seconds"]),
-            exclude_machine_opens=row["exclude_machine_opens"],
-            conversions=tuple(
-                domain.ConversionRule(
-                    c["conversion_id"],
-                    _changes(c["triggers"]),
-                    codec.money(c["value_currency"], c["value_micros"]),
-                )
-                for c in row["conversions"]
-            ),
-        )
-        for row in rows
-    }
-
-
-def _changes(history: Sequence[Mapping[str, Any]]) -> tuple[domain.CriterionChange, ...]:
-    """A goal or trigger history, as journey_rules.sql gives it (times as ISO text)."""
-    return tuple(
-        domain.CriterionChange(
-            None if c["effective_time"] is None else datetime.fromisoformat(c["effective_time"]),
-            codec.criterion_from_json(c["criterion"]),
-        )
-        for c in history
-    )
 
 
 # --- named conversions ----------------------------------------------------------------------

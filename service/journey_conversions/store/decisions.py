@@ -16,7 +16,8 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.store import catalog, codec, credits, derived, elsewhere, outbox, sql
+from journey_conversions.store import codec, credits, derived, elsewhere, outbox, sql
+from journey_conversions.store import rules as journey_rules
 from journey_conversions.store.locks import lock_contacts
 
 
@@ -45,7 +46,7 @@ async def load_histories(
     )
     for row in rows:
         loaded[row["contact_id"]].enrollments.append(codec.enrollment(row))
-    rules = await catalog.load_rules(conn, tenant_id, [r["journey_id"] for r in rows])
+    rules = await journey_rules.load_rules(conn, tenant_id, [r["journey_id"] for r in rows])
     longest = max((r.window for r in rules.values()), default=timedelta(0))
     if rules:
         for row in await conn.fetch(
