@@ -86,6 +86,7 @@ TINY = {
     "rows": 5_000,
     "goal_rate": 20.0,
     "goal_seconds": 2.0,
+    "goal_warmup": 0.5,
     "goal_touchpoints": [2_000],
     "journeys": 3,
     "enrollments": 200,
@@ -104,6 +105,7 @@ class Options:
     contacts: int
     goal_rate: float
     goal_seconds: float
+    goal_warmup: float  # seconds at the same rate before the measured ones, not counted
     goal_cap: int
     goal_timeout: float
     tenant_id: str  # of (e)
@@ -441,6 +443,10 @@ async def goal_latency(url: str, tenant_id: str, options: Options) -> GoalLatenc
     async def measure(target: str) -> OpenLoop:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
+            # Warm first, as (a) to (c) do: a server just started holds no plans, rules or
+            # connections yet, which its first second of calls would pay for.
+            warm = goal_sender(stub, tenant_id, templates, options.goal_timeout)
+            await open_loop(warm, options.goal_rate, options.goal_warmup, options.goal_cap)
             send = goal_sender(stub, tenant_id, templates, options.goal_timeout)
             return await open_loop(send, options.goal_rate, options.goal_seconds, options.goal_cap)
 
@@ -599,7 +605,8 @@ def preamble(options: Options) -> str:
         " in flight (StreamIngest: the same batches as the messages of one stream, written as"
         f" fast as the server reads them; it keeps {IN_FLIGHT} unanswered). Open loop for (e):"
         " call i fires at start + i/rate whatever is still"
-        f" outstanding ({options.goal_rate:g}/s for {options.goal_seconds:g} s, at most"
+        f" outstanding ({options.goal_rate:g}/s for {options.goal_seconds:g} s after"
+        f" {options.goal_warmup:g} untimed seconds at that rate, at most"
         f" {options.goal_cap:,} in flight, {options.goal_timeout:g} s per call), its latency"
         f" counted from its scheduled time, over OK calls; on {tenants} (bench.tenant). The client"
         " (this process), the server process (no-op, or journey-conversions serve) and Postgres"
@@ -622,6 +629,9 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--contacts", type=int, default=20_000, help="of the (b) and (d) rows")
     made.add_argument("--goal-rate", type=float, default=500.0, help="goal events per second")
     made.add_argument("--goal-seconds", type=float, default=60.0)
+    made.add_argument(
+        "--goal-warmup", type=float, default=5.0, help="untimed seconds at the rate, first"
+    )
     made.add_argument("--goal-cap", type=int, default=2_000, help="most goal events in flight")
     made.add_argument("--goal-timeout", type=float, default=10.0, help="seconds per goal event")
     made.add_argument(
@@ -650,6 +660,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[str, Options]:
         contacts=args.contacts,
         goal_rate=args.goal_rate,
         goal_seconds=args.goal_seconds,
+        goal_warmup=args.goal_warmup,
         goal_cap=args.goal_cap,
         goal_timeout=args.goal_timeout,
         tenant_id=args.tenant,
