@@ -195,7 +195,8 @@ async def redecide(
     decisions = {c: decide(h) for c, h in histories.items()}
     outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
     events = await _write_awards(conn, tenant_id, contact_list, decisions, since)
-    await _write_goal_met(conn, tenant_id, histories, decisions, since)
+    converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
+    await _write_enrollment_outcomes(conn, tenant_id, histories, decisions, since, converted)
     await credits.write(conn, tenant_id, contact_list, decisions.values(), since)
     await elsewhere.write(conn, tenant_id, histories, decisions, since)
     # Last: the outbox head's row lock, which serializes the tenant's writers, is then held
@@ -205,14 +206,16 @@ async def redecide(
     return Changes(outcomes, len(events), decided)
 
 
-async def _write_goal_met(
+async def _write_enrollment_outcomes(
     conn: asyncpg.Connection,
     tenant_id: str,
     histories: dict[str, domain.ContactHistory],
     decisions: dict[str, domain.Decision],
     since: datetime,
+    converted: set[str],
 ) -> None:
-    """Each re-decided enrollment's goal-met time (the report's holdout lift)."""
+    """Each re-decided enrollment's goal-met time (the report's holdout lift), and the goal
+    conversion time of those whose goal award changed (`converted`)."""
     enrollment_ids: list[str] = []
     times: list[datetime | None] = []
     for contact, history in histories.items():
@@ -220,7 +223,14 @@ async def _write_goal_met(
             enrollment_ids.append(enrollment.enrollment_id)
             times.append(decisions[contact].goal_met.get(enrollment.enrollment_id))
     if enrollment_ids:
-        await conn.execute(sql.statement("goal_met"), tenant_id, since, enrollment_ids, times)
+        await conn.execute(
+            sql.statement("enrollment_outcomes"),
+            tenant_id,
+            since,
+            enrollment_ids,
+            times,
+            [e in converted for e in enrollment_ids],
+        )
 
 
 async def lock_and_redecide(
@@ -363,7 +373,4 @@ async def _write_awards(
             sql.statement("upsert_awards"),
             [_award_row(tenant_id, a) for a in upserts],
         )
-    converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
-    if converted:
-        await conn.execute(sql.statement("converted_times"), tenant_id, sorted(converted))
     return events
