@@ -26,12 +26,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection is reset with when it goes back to the pool: nothing more than asyncpg
+    always does (it rolls back a transaction left open). asyncpg's default adds a round trip
+    per release (UNLISTEN *, RESET ALL, CLOSE ALL, pg_advisory_unlock_all()), one per
+    transaction here, to undo session state that this service never leaves: its locks and
+    settings are transaction-scoped (retention releases its one session lock itself), and
+    LISTEN has a connection of its own (notifier.py)."""
+
+
 async def create_pool(url: str, min_size: int, max_size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=60,
         # JIT compiles plans whose estimated cost is high (a report over a large journey) and
         # costs more than it saves for these short statements (measured: ~110 ms per report).

@@ -445,10 +445,6 @@ GLOBAL_STATEMENTS = (
         "a report's snapshot and planner setting (store/reports.py): no rows",
     ),
     Global(
-        r"select pg_advisory_unlock_all\(\); close all; unlisten \*; reset all;",
-        "asyncpg resetting a connection returned to the pool",
-    ),
-    Global(
         r"analyze [a-z_]+(, [a-z_]+)*",
         "planner statistics refreshed by a rebuild (store/rebuild.py): reads no rows for a"
         " caller; on Citus ANALYZE runs on every shard",
