@@ -2,11 +2,13 @@
 
 (a) the unary ceiling: RecordTouchpoint on a no-op grpc.aio server (bench/noop_server.py) in its
 own process; (b) the ingest ceiling: asyncpg unnest batches straight into the touchpoints table
-(bench.ingest.baseline); (c) our unary writes: RecordTouchpoint through a real `journey-conversions
-serve` process at the concurrencies of (a), and c/a, plus RecordGoalEvent and EnterJourney at the
-highest concurrency; (d) our batch ingest: BatchRecordTouchpoints (bench.ingest.through_service)
-and StreamIngest (bench.ingest.through_stream: the same batches as messages of one stream, the
-server keeping 4 unanswered), each with d/b; (e) the latency of
+(bench.ingest.baseline), and (b') the store function the service runs for a batch, called
+straight from asyncpg (bench.ingest.through_store: our SQL without our gRPC and Python); (c) our
+unary writes: RecordTouchpoint through a real `journey-conversions serve` process at the
+concurrencies of (a), and c/a, plus RecordGoalEvent and EnterJourney at the highest
+concurrency; (d) our batch ingest: BatchRecordTouchpoints (bench.ingest.through_service) and
+StreamIngest (bench.ingest.through_stream: the same batches as messages of one stream, the
+server keeping 4 unanswered), each with d/b and d/b'; (e) the latency of
 RecordGoalEvent sent open loop at a steady rate against a realistic tenant (bench.tenant);
 (f) the peak RSS (VmHWM) of every server process. (a) to (d) are closed loops: N workers each
 send their next call when the previous one answers. Every measurement gets a fresh database,
@@ -48,6 +50,7 @@ from bench.ingest import (
     run_concurrently,
     scratch_database,
     through_service,
+    through_store,
     through_stream,
 )
 from bench.report import Timing
@@ -164,6 +167,7 @@ class GoalLatency:
 class Flood:
     noop: dict[int, Throughput]  # (a), by concurrency
     ingest_ceiling: Throughput  # (b), rows
+    store_alone: Throughput  # (b'), rows
     touchpoints: dict[int, Throughput]  # (c), by concurrency
     goal_events: Throughput  # (c), informational, at the highest concurrency
     entries: Throughput  # (c), informational, at the highest concurrency
@@ -317,6 +321,14 @@ async def ingest_ceiling(admin_url: str, options: Options) -> Throughput:
     rows = make_rows(options.rows, options.contacts, "base")
     async with scratch_database(admin_url, options.keep) as url:
         seconds = await baseline(url, rows, options.batch, options.in_flight)
+    return Throughput(options.rows, seconds)
+
+
+async def store_alone(admin_url: str, options: Options) -> Throughput:
+    """(b') the service's store function for a batch, straight from asyncpg."""
+    rows = make_rows(options.rows, options.contacts, "store")
+    async with scratch_database(admin_url, options.keep) as url:
+        seconds = await through_store(url, rows, options.batch, options.in_flight)
     return Throughput(options.rows, seconds)
 
 
@@ -482,6 +494,8 @@ async def flood(admin_url: str, options: Options) -> Flood:
         noop[concurrency] = await noop_ceiling(calls, concurrency)
     say("== (b) asyncpg batches into Postgres")
     ceiling = await ingest_ceiling(admin_url, options)
+    say("== (b') our batch SQL from asyncpg")
+    ours_alone = await store_alone(admin_url, options)
     touchpoints: dict[int, Throughput] = {}
     for concurrency in options.concurrencies:
         say(f"== (c) RecordTouchpoint, {concurrency} in flight")
@@ -496,7 +510,9 @@ async def flood(admin_url: str, options: Options) -> Flood:
     say("== (d) StreamIngest")
     stream = await our_stream_ingest(admin_url, options)
     latencies = await goal_latencies(admin_url, options)
-    return Flood(noop, ceiling, touchpoints, goal_events, entries, batches, stream, latencies)
+    return Flood(
+        noop, ceiling, ours_alone, touchpoints, goal_events, entries, batches, stream, latencies
+    )
 
 
 def statuses(codes: Counter[str]) -> str:
@@ -550,6 +566,17 @@ def rows_of(result: Flood, options: Options) -> list[tuple[str, ...]]:
         for c, t in result.noop.items()
     ]
     rows.append(throughput_row("(b) asyncpg unnest", batching, result.ingest_ceiling, "rows"))
+    alone = result.store_alone.rate
+    rows.append(
+        throughput_row(
+            "(b') our batch SQL, asyncpg",
+            batching,
+            result.store_alone,
+            "rows",
+            f"b'/b {alone / result.ingest_ceiling.rate:.2f}",
+            "store.ingest.record_touchpoints per batch, no gRPC",
+        )
+    )
     for concurrency, ours in result.touchpoints.items():
         ratio = f"c/a {ours.rate / result.noop[concurrency].rate:.2f}"
         rows.append(
@@ -559,7 +586,7 @@ def rows_of(result: Flood, options: Options) -> list[tuple[str, ...]]:
     rows.append(throughput_row("(c) RecordGoalEvent", highest, result.goal_events, "calls"))
     rows.append(throughput_row("(c) EnterJourney", highest, result.entries, "calls"))
     ceiling = result.ingest_ceiling.rate
-    ratio = f"d/b {result.batches.rate / ceiling:.2f}"
+    ratio = f"d/b {result.batches.rate / ceiling:.2f}, d/b' {result.batches.rate / alone:.2f}"
     rows.append(
         throughput_row("(d) BatchRecordTouchpoints", batching, result.batches, "rows", ratio)
     )
@@ -570,7 +597,7 @@ def rows_of(result: Flood, options: Options) -> list[tuple[str, ...]]:
             f"{options.batch}/message, {IN_FLIGHT} in flight (server)",
             stream,
             "rows",
-            f"d/b {stream.rate / ceiling:.2f}",
+            f"d/b {stream.rate / ceiling:.2f}, d/b' {stream.rate / alone:.2f}",
             f"1 stream, {stream.codes[OK]:,} messages answered in order",
         )
     )

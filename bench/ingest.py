@@ -27,8 +27,8 @@ import grpc
 from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db
-from journey_conversions.store import partitions
+from journey_conversions import db, domain
+from journey_conversions.store import ingest, partitions
 from tests.builders import ts
 from tests.processes import serve
 
@@ -97,6 +97,45 @@ async def baseline(url: str, rows: list[Row], size: int, concurrency: int) -> fl
         await partitions.ensure(conn, [r.occur_time for r in rows])
     try:
         jobs = [functools.partial(insert, batch) for batch in batches(rows, size)]
+        return await run_concurrently(jobs, concurrency)
+    finally:
+        await pool.close()
+
+
+async def through_store(url: str, rows: list[Row], size: int, concurrency: int) -> float:
+    """Seconds to write the rows with the service's own store function for a batch
+    (store.ingest.record_touchpoints, a transaction each, `concurrency` at once) straight from
+    asyncpg: the SQL the service sends for BatchRecordTouchpoints, without gRPC, parsing or
+    rendering. The journey is defined first through a `serve` process, stopped before timing."""
+    async with (
+        serve("--database-url", url) as server,
+        grpc.aio.insecure_channel(server.target) as channel,
+    ):
+        await define_bench_journey(service_pb2_grpc.JourneyConversionsServiceStub(channel))
+    items = [
+        domain.Touchpoint(
+            r.event_id,
+            r.contact_id,
+            "bench",
+            1,
+            "email",
+            domain.Channel.EMAIL,
+            domain.Action.DELIVERED,
+            r.occur_time,
+        )
+        for r in rows
+    ]
+    horizon = datetime.now(UTC) - timedelta(days=31)  # the server's, by default
+    pool = await db.create_pool(url, concurrency, concurrency)
+
+    async def write(batch: list[domain.Touchpoint]) -> None:
+        async def work(conn: asyncpg.Connection) -> list[ingest.ItemResult]:
+            return await ingest.record_touchpoints(conn, "default", batch, horizon)
+
+        assert all(r.status == ingest.ItemStatus.ACCEPTED for r in await db.transaction(pool, work))
+
+    try:
+        jobs = [functools.partial(write, items[i : i + size]) for i in range(0, len(items), size)]
         return await run_concurrently(jobs, concurrency)
     finally:
         await pool.close()
