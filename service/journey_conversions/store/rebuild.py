@@ -65,6 +65,11 @@ async def _check_history_whole(pool: asyncpg.Pool, tenant_id: str) -> None:
         )
 
 
+# The statements over all of a tenant's touchpoints: minutes at tens of millions of rows, far
+# past the pool's command timeout (db.create_pool), which is meant for the service's calls.
+_WHOLE_TENANT = 3600.0
+
+
 async def rebuild_tenant(
     pool: asyncpg.Pool, tenant_id: str, progress: Progress | None = None
 ) -> Rebuilt:
@@ -73,8 +78,12 @@ async def rebuild_tenant(
     await _check_history_whole(pool, tenant_id)
 
     async def recount(conn: asyncpg.Connection) -> None:
-        await conn.execute("delete from touchpoint_counts where tenant_id = $1", tenant_id)
-        await conn.execute(sql.statement("touchpoint_counts_rebuild"), tenant_id)
+        await conn.execute(
+            "delete from touchpoint_counts where tenant_id = $1", tenant_id, timeout=_WHOLE_TENANT
+        )
+        await conn.execute(
+            sql.statement("touchpoint_counts_rebuild"), tenant_id, timeout=_WHOLE_TENANT
+        )
         # Rows loaded straight into the tables get their idempotency keys (migration 0006).
         for table, ids in partitions.ID_TABLES.items():
             await conn.execute(
@@ -82,6 +91,7 @@ async def rebuild_tenant(
                 f" select $1, event_id, contact_id, occur_time from {table} where tenant_id = $1"
                 " on conflict (tenant_id, event_id) do nothing",
                 tenant_id,
+                timeout=_WHOLE_TENANT,
             )
 
     await db.transaction(pool, recount)
