@@ -27,7 +27,7 @@ import grpc
 from journeys.conversions.v1 import events_pb2, journey_pb2, service_pb2_grpc
 from journeys.conversions.v1 import service_pb2 as pb
 
-from journey_conversions import db, domain
+from journey_conversions import clock, db, domain
 from journey_conversions.store import ingest, partitions
 from tests.builders import ts
 from tests.processes import serve
@@ -125,7 +125,8 @@ async def through_store(url: str, rows: list[Row], size: int, concurrency: int) 
         )
         for r in rows
     ]
-    horizon = datetime.now(UTC) - timedelta(days=31)  # the server's, by default
+    # The server's, with its default allowed lateness (30 days).
+    horizon = clock.TimePolicy(timedelta(days=30), timedelta(0)).horizon(datetime.now(UTC))
     pool = await db.create_pool(url, concurrency, concurrency)
 
     async def write(batch: list[domain.Touchpoint]) -> None:

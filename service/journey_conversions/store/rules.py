@@ -35,18 +35,17 @@ async def load_rules(
     ids = sorted(set(journey_ids))
     if not ids:
         return {}
-    held = [_held.get((tenant_id, j)) for j in ids]
+    held = {j: _held.get((tenant_id, j)) for j in ids}
     rows = await conn.fetch(
         sql.statement("journey_rules"),
         tenant_id,
         ids,
-        [_NONE if h is None else h[0] for h in held],
+        [_NONE if h is None else h[0] for h in held.values()],
     )
-    found = {}
-    by_id = dict(zip(ids, held, strict=True))
+    found: dict[str, domain.JourneyRules] = {}
     for row in rows:
         journey_id = row["journey_id"]
-        kept = by_id[journey_id]
+        kept = held[journey_id]
         if row["held"] and kept is not None:
             found[journey_id] = kept[1]
             continue
