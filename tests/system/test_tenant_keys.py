@@ -395,16 +395,20 @@ GLOBAL_STATEMENTS = (
         names_tenant_tables=True,
     ),
     Global(
-        r"select pg_advisory_xact_lock\(k\) from \( select distinct"
-        r" hashtextextended\(\$1 \|\| chr\(1\) \|\| c, 0\) as k from unnest\(\$2::text\[\]\)"
-        r" as c order by k \) as keys",
-        "the contacts' advisory locks (store/locks.py): no rows; keyed by a hash of tenant"
-        " and contact",
+        r"select \(select lock_contacts\(\$1, \$2::text\[\]\)\)",
+        "the contacts' advisory locks (store/locks.py, migration 0009): no rows; keyed by a"
+        " hash of tenant and contact",
         tenant_parameter=1,
     ),
     Global(
         r"select pg_advisory_xact_lock\(hashtextextended\(\$1 \|\| chr\(2\) \|\| \$2, 0\)\)",
         "a journey definition's advisory lock (store/locks.py): keyed by tenant and journey",
+        tenant_parameter=1,
+    ),
+    Global(
+        r"select \* from contact_histories\(\$1, \$2::text\[\], \$3::timestamptz\)",
+        "a contact's history (store/decisions.py, migration 0010): a function whose body"
+        " test_every_stored_statement_filters_by_tenant checks as a statement",
         tenant_parameter=1,
     ),
     Global(
@@ -573,9 +577,38 @@ def stored_statements() -> dict[str, str]:
     }
 
 
+# Functions whose body is one statement of the store's, kept in the database for a setting of
+# its own (migration 0010): checked as the statements of store/sql/ are, with their arguments
+# in the place of $1.. (the tenant first).
+STATEMENT_FUNCTIONS = ("contact_histories",)
+
+
+async def function_statements(database_url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "select proname, prosrc, proargnames, pronargs from pg_proc"
+            " where proname = any($1::text[]) and pronamespace = 'public'::regnamespace",
+            list(STATEMENT_FUNCTIONS),
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["proname"] for r in rows) == sorted(STATEMENT_FUNCTIONS)
+    statements = {}
+    for row in rows:
+        found = re.search(r"return query(.*);\s*end\s*$", row["prosrc"], re.DOTALL)
+        assert found, f"{row['proname']}: the body is not one `return query`"
+        body = found.group(1)
+        # The arguments first, then the columns of `returns table`.
+        for index, name in enumerate(row["proargnames"][: row["pronargs"]], start=1):
+            body = re.sub(rf"\b{name}\b", f"${index}", body)
+        statements[f"function {row['proname']}"] = body
+    return statements
+
+
 async def test_every_stored_statement_filters_by_tenant(database_url: str) -> None:
     tables = await tenant_tables_of(database_url)
-    statements = stored_statements()
+    statements = stored_statements() | await function_statements(database_url)
     assert len(statements) >= 10
     problems: list[str] = []
     for name, statement in sorted(statements.items()):

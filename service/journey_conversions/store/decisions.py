@@ -7,10 +7,10 @@ read here cannot change before the differences are written and committed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -20,97 +20,79 @@ from journey_conversions.store import codec, credits, derived, elsewhere, outbox
 from journey_conversions.store import rules as journey_rules
 from journey_conversions.store.locks import lock_contacts
 
-
-@dataclass
-class _Loaded:
-    enrollments: list[domain.Enrollment] = field(default_factory=list)
-    touchpoints: list[domain.Touchpoint] = field(default_factory=list)
-    goal_events: list[domain.GoalEvent] = field(default_factory=list)
-    marks: list[domain.StepMark] = field(default_factory=list)
-    converted_before: set[str] = field(default_factory=set)
-    awarded_before: set[tuple[str, str]] = field(default_factory=set)
+_Decoded = TypeVar("_Decoded")
 
 
 async def load_histories(
     conn: asyncpg.Connection, tenant_id: str, contacts: Sequence[str], since: datetime | None
 ) -> dict[str, domain.ContactHistory]:
-    """Each contact's history from `since` on (None: all of it), in a few set-based queries."""
+    """Each contact's history from `since` on (None: all of it), in one statement (the
+    function contact_histories, migration 0010), and the journeys' rules kept by this server
+    unless they moved."""
     contacts = sorted(set(contacts))
-    loaded: dict[str, _Loaded] = defaultdict(_Loaded)
-    # All enrollments, ended ones too: they are few per contact, cannot change a decision
-    # after they end, and explanations name their journeys (NOT_ACTIVE).
-    rows = await conn.fetch(
-        "select * from enrollments where tenant_id = $1 and contact_id = any($2::text[])",
+    row = await conn.fetchrow(
+        "select * from contact_histories($1, $2::text[], $3::timestamptz)",
         tenant_id,
         contacts,
+        since,
     )
-    for row in rows:
-        loaded[row["contact_id"]].enrollments.append(codec.enrollment(row))
-    rules = await journey_rules.load_rules(conn, tenant_id, [r["journey_id"] for r in rows])
-    longest = max((r.window for r in rules.values()), default=timedelta(0))
-    if rules:
-        for row in await conn.fetch(
-            "select * from touchpoints where tenant_id = $1 and contact_id = any($2::text[])"
-            " and journey_id = any($3::text[])"
-            " and ($4::timestamptz is null or occur_time >= $4)",
-            tenant_id,
-            contacts,
-            sorted(rules),
-            None if since is None else since - longest,
-        ):
-            loaded[row["contact_id"]].touchpoints.append(codec.touchpoint(row))
-    for row in await conn.fetch(
-        "select * from goal_events where tenant_id = $1 and contact_id = any($2::text[])"
-        " and ($3::timestamptz is null or occur_time >= $3)",
-        tenant_id,
-        contacts,
-        since,
-    ):
-        loaded[row["contact_id"]].goal_events.append(codec.goal_event(row))
-    for row in await conn.fetch(
-        "select * from step_marks where tenant_id = $1 and contact_id = any($2::text[])"
-        " and ($3::timestamptz is null or mark_time >= $3)",
-        tenant_id,
-        contacts,
-        since,
-    ):
-        loaded[row["contact_id"]].marks.append(
-            domain.StepMark(
-                row["event_id"],
-                row["enrollment_id"],
-                row["conversion_id"],
-                row["step_id"],
-                row["mark_time"],
-                domain.AwardSource(row["source"]),
-            )
-        )
-    if since is not None:
-        for row in await conn.fetch(
-            "select contact_id, enrollment_id, conversion_id from awards"
-            " where tenant_id = $1 and contact_id = any($2::text[]) and award_time < $3",
-            tenant_id,
-            contacts,
-            since,
-        ):
-            state = loaded[row["contact_id"]]
-            if row["conversion_id"] == domain.GOAL_CONVERSION:
-                state.converted_before.add(row["enrollment_id"])
-            else:
-                state.awarded_before.add((row["enrollment_id"], row["conversion_id"]))
+    assert row is not None  # one row of arrays, each null when empty
+    revisions = list(
+        zip(row["journey_ids"] or (), row["revisions"] or (), row["mine"] or (), strict=True)
+    )
+    rules = await journey_rules.rules_at(conn, tenant_id, revisions)
+    enrollments = _by_contact(row["enrollments"], codec.enrollment)
+    touchpoints = _by_contact(row["touchpoints"], codec.touchpoint)
+    goal_events = _by_contact(row["goal_events"], codec.goal_event)
+    marks = _by_contact(row["step_marks"], _step_mark)
+    converted_before: dict[str, set[str]] = defaultdict(set)
+    awarded_before: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    settled = zip(
+        row["settled_contacts"] or (),
+        row["settled_enrollments"] or (),
+        row["settled_conversions"] or (),
+        strict=True,
+    )
+    for contact, enrollment_id, conversion_id in settled:
+        if conversion_id == domain.GOAL_CONVERSION:
+            converted_before[contact].add(enrollment_id)
+        else:
+            awarded_before[contact].add((enrollment_id, conversion_id))
     return {
         contact: domain.ContactHistory(
             contact_id=contact,
-            journeys={j: rules[j] for j in {e.journey_id for e in loaded[contact].enrollments}},
-            enrollments=tuple(loaded[contact].enrollments),
-            touchpoints=tuple(loaded[contact].touchpoints),
-            goal_events=tuple(loaded[contact].goal_events),
-            marks=tuple(loaded[contact].marks),
+            journeys={j: rules[j] for j in {e.journey_id for e in enrollments[contact]}},
+            enrollments=tuple(enrollments[contact]),
+            touchpoints=tuple(touchpoints[contact]),
+            goal_events=tuple(goal_events[contact]),
+            marks=tuple(marks[contact]),
             since=since,
-            converted_before=frozenset(loaded[contact].converted_before),
-            awarded_before=frozenset(loaded[contact].awarded_before),
+            converted_before=frozenset(converted_before[contact]),
+            awarded_before=frozenset(awarded_before[contact]),
         )
         for contact in contacts
     }
+
+
+def _by_contact(
+    rows: Sequence[asyncpg.Record] | None, decode: Callable[[asyncpg.Record], _Decoded]
+) -> defaultdict[str, list[_Decoded]]:
+    """Rows decoded, grouped by their contact_id."""
+    grouped: defaultdict[str, list[_Decoded]] = defaultdict(list)
+    for row in rows or ():
+        grouped[row["contact_id"]].append(decode(row))
+    return grouped
+
+
+def _step_mark(row: asyncpg.Record) -> domain.StepMark:
+    return domain.StepMark(
+        row["event_id"],
+        row["enrollment_id"],
+        row["conversion_id"],
+        row["step_id"],
+        row["mark_time"],
+        domain.AwardSource(row["source"]),
+    )
 
 
 async def contacts_with_goal_events(

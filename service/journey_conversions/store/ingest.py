@@ -1,8 +1,9 @@
 """Writing enrollments, touchpoints and goal events, each in one transaction that also
 re-decides every contact whose attribution the write can change.
 
-Batches are set-based: one lock statement, one insert, one query for the contacts to
-re-decide. Repeats of an event id with the same payload change nothing.
+Batches are set-based: the contacts' locks taken by the statement that checks the batch
+against the catalog (or by the insert), one insert, one query for the contacts to re-decide.
+Repeats of an event id with the same payload change nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from journey_conversions.errors import (
     idempotency_conflict,
 )
 from journey_conversions.store import amendments, catalog, codec, decisions, facts, sql
-from journey_conversions.store.locks import lock_contacts
+from journey_conversions.store.locks import locking_contacts
 
 
 class ItemStatus(enum.IntEnum):
@@ -110,24 +111,30 @@ class _MessageInfo:
     versions: frozenset[int]
 
 
-async def _check_catalog(
+# Each known journey, with its messages (none for an empty journey); and the locks of the
+# contacts, in the same round trip. The locks are taken when a row comes back: when none does,
+# no journey is known and no touchpoint will be written.
+_CATALOG_LOCKING_CONTACTS = (
+    "select j.journey_id, m.message_id, min(m.channel) as channel,"
+    " array_agg(m.version) as versions, " + locking_contacts("$3") + " as locked"
+    " from journeys j left join journey_messages m"
+    " on m.tenant_id = j.tenant_id and m.journey_id = j.journey_id"
+    " where j.tenant_id = $1 and j.journey_id = any($2::text[])"
+    " group by j.journey_id, m.message_id"
+)
+
+
+async def _check_catalog_and_lock(
     conn: asyncpg.Connection, tenant_id: str, items: Sequence[domain.Touchpoint]
 ) -> dict[str, ServiceError]:
-    """Touchpoints must name a defined journey and one of its messages, on its channel."""
+    """Touchpoints must name a defined journey and one of its messages, on its channel: the
+    errors of those that do not, by event id. Locks the contacts of the touchpoints (of those
+    refused too: a few refusals do not justify a second round trip)."""
     journeys = sorted({t.journey_id for t in items})
+    contacts = sorted({t.contact_id for t in items})
     known: set[str] = set()
     messages: dict[tuple[str, str], _MessageInfo] = {}
-    # One round trip: each known journey, with its messages (none for an empty journey).
-    for row in await conn.fetch(
-        "select j.journey_id, m.message_id, min(m.channel) as channel,"
-        " array_agg(m.version) as versions"
-        " from journeys j left join journey_messages m"
-        " on m.tenant_id = j.tenant_id and m.journey_id = j.journey_id"
-        " where j.tenant_id = $1 and j.journey_id = any($2::text[])"
-        " group by j.journey_id, m.message_id",
-        tenant_id,
-        journeys,
-    ):
+    for row in await conn.fetch(_CATALOG_LOCKING_CONTACTS, tenant_id, journeys, contacts):
         known.add(row["journey_id"])
         if row["message_id"] is not None:
             messages[(row["journey_id"], row["message_id"])] = _MessageInfo(
@@ -163,9 +170,8 @@ async def record_touchpoints(
 ) -> list[ItemResult]:
     """Records valid touchpoints; one result per item, in order."""
     unique, results = _dedupe(items, "touchpoint")
-    errors = await _check_catalog(conn, tenant_id, unique)
+    errors = await _check_catalog_and_lock(conn, tenant_id, unique)
     writable = [t for t in unique if t.event_id not in errors]
-    await lock_contacts(conn, tenant_id, (t.contact_id for t in writable))
     rows = await conn.fetch(
         sql.statement("insert_touchpoints"),
         tenant_id,
@@ -226,7 +232,6 @@ async def record_goal_events_deciding(
     """As record_goal_events, with the outcomes this write decided (and stored), by event id:
     those of the events it recorded, at least; not those of duplicates."""
     unique, results = _dedupe(items, "goal event")
-    await lock_contacts(conn, tenant_id, (e.contact_id for e in unique))
     money = [codec.money_columns(e.value) for e in unique]
     inserted = {
         r["event_id"]
@@ -345,11 +350,11 @@ def _version_not_found(journey_id: str, version: int) -> NotFound:
     return NotFound("VERSION_NOT_FOUND", f"journey {journey_id!r} has no version {version}")
 
 
-async def _check_versions(
+async def _check_versions_and_lock(
     conn: asyncpg.Connection, tenant_id: str, items: Sequence[domain.Enrollment]
 ) -> dict[tuple[str, int], ServiceError]:
     """Entries must name a defined journey version: the error of each (journey, version) that
-    is not, in one round trip."""
+    is not. Locks the contacts of the entries in the same round trip (of those refused too)."""
     pairs = sorted({(e.journey_id, e.version) for e in items})
     if not pairs:
         return {}
@@ -358,11 +363,12 @@ async def _check_versions(
         "select k.j, k.v,"
         " exists (select 1 from journeys where tenant_id = $1 and journey_id = k.j) as journey,"
         " exists (select 1 from journey_versions where tenant_id = $1 and journey_id = k.j"
-        " and version = k.v) as version"
+        " and version = k.v) as version, " + locking_contacts("$4") + " as locked"
         " from unnest($2::text[], $3::int[]) as k(j, v)",
         tenant_id,
         [j for j, _ in pairs],
         [v for _, v in pairs],
+        sorted({e.contact_id for e in items}),
     ):
         if not row["journey"]:
             errors[(row["j"], row["v"])] = catalog.journey_not_found(row["j"])
@@ -387,11 +393,11 @@ async def enter_enrollments(
     The items are judged in order, as if entered one by one: an unknown journey or version is
     NOT_FOUND; an enrollment_id already entered (before, or by an earlier item) is a duplicate
     when the entry is the same, and an idempotency conflict otherwise. A handful of statements
-    serve the whole batch: the version check, the contacts' locks, one insert, the report facts
+    serve the whole batch: the version check with the contacts' locks, one insert, the report facts
     of the new enrollments, and the re-decision of the contacts whose attribution they can
     change.
     """
-    errors = await _check_versions(conn, tenant_id, items)
+    errors = await _check_versions_and_lock(conn, tenant_id, items)
     # The first entry of each enrollment_id among the entries of known versions is the one
     # that can be new; later ones repeat it, or conflict with it.
     firsts: dict[str, int] = {}
@@ -399,7 +405,6 @@ async def enter_enrollments(
         if (e.journey_id, e.version) not in errors:
             firsts.setdefault(e.enrollment_id, index)
     candidates = [items[i] for i in firsts.values()]
-    await lock_contacts(conn, tenant_id, (e.contact_id for e in candidates))
     inserted = {
         r["enrollment_id"]
         for r in await conn.fetch(
@@ -494,13 +499,12 @@ async def exit_enrollments(
     the exits can change a decision.
     """
     ids = sorted({x.enrollment_id for x in items})
-    contacts = await conn.fetch(
-        "select contact_id from enrollments where tenant_id = $1"
-        " and enrollment_id = any($2::text[])",
+    await conn.execute(
+        "select lock_contacts($1, array(select contact_id from enrollments"
+        " where tenant_id = $1 and enrollment_id = any($2::text[])))",
         tenant_id,
         ids,
     )
-    await lock_contacts(conn, tenant_id, (r["contact_id"] for r in contacts))
     current = {e.enrollment_id: e for e in await _enrollments(conn, tenant_id, ids)}
     ended: dict[str, domain.Enrollment] = {}
     results: list[ItemResult] = []

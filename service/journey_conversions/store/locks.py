@@ -13,14 +13,16 @@ from collections.abc import Iterable
 
 import asyncpg
 
-# Locks are taken in ascending key order, so two transactions sharing contacts cannot
-# deadlock; the sorted subquery feeds the lock calls row by row in that order.
-_LOCK_CONTACTS = """
-select pg_advisory_xact_lock(k) from (
-  select distinct hashtextextended($1 || chr(1) || c, 0) as k
-  from unnest($2::text[]) as c order by k
-) as keys
-"""
+
+def locking_contacts(contacts: str) -> str:
+    """A scalar subquery that locks the contacts in the text[] parameter `contacts` (of tenant
+    $1), in ascending key order so that two transactions sharing contacts cannot deadlock
+    (migration 0009), for a statement that has work of its own to do in the same round trip.
+    As a subquery it runs once per statement, when its value is first needed."""
+    return f"(select lock_contacts($1, {contacts}::text[]))"
+
+
+_LOCK_CONTACTS = "select " + locking_contacts("$2")
 
 
 async def lock_contacts(conn: asyncpg.Connection, tenant_id: str, contacts: Iterable[str]) -> None:

@@ -58,6 +58,21 @@ async def load_rules(
     return found
 
 
+async def rules_at(
+    conn: asyncpg.Connection, tenant_id: str, revisions: Sequence[tuple[str, int | None, bool]]
+) -> dict[str, domain.JourneyRules]:
+    """The rules of journeys whose revisions the caller read in a statement of its own: (journey,
+    revision, whether this transaction changed them). When this server holds every one at its
+    revision, no statement at all; otherwise load_rules."""
+    found: dict[str, domain.JourneyRules] = {}
+    for journey_id, revision, mine in revisions:
+        kept = _held.get((tenant_id, journey_id))
+        if kept is None or mine or kept[0] != revision:
+            return await load_rules(conn, tenant_id, [j for j, _, _ in revisions])
+        found[journey_id] = kept[1]
+    return found
+
+
 def _rules(row: asyncpg.Record) -> domain.JourneyRules:
     return domain.JourneyRules(
         journey_id=row["journey_id"],
