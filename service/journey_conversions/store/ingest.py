@@ -131,7 +131,7 @@ async def _check_catalog_and_lock(
     errors of those that do not, by event id. Locks the contacts of the touchpoints (of those
     refused too: a few refusals do not justify a second round trip)."""
     journeys = sorted({t.journey_id for t in items})
-    contacts = sorted({t.contact_id for t in items})
+    contacts = list({t.contact_id for t in items})  # lock_contacts orders the keys itself
     known: set[str] = set()
     messages: dict[tuple[str, str], _MessageInfo] = {}
     for row in await conn.fetch(_CATALOG_LOCKING_CONTACTS, tenant_id, journeys, contacts):
@@ -368,7 +368,7 @@ async def _check_versions_and_lock(
         tenant_id,
         [j for j, _ in pairs],
         [v for _, v in pairs],
-        sorted({e.contact_id for e in items}),
+        list({e.contact_id for e in items}),
     ):
         if not row["journey"]:
             errors[(row["j"], row["v"])] = catalog.journey_not_found(row["j"])
@@ -500,8 +500,11 @@ async def exit_enrollments(
     """
     ids = sorted({x.enrollment_id for x in items})
     await conn.execute(
-        "select lock_contacts($1, array(select contact_id from enrollments"
-        " where tenant_id = $1 and enrollment_id = any($2::text[])))",
+        "select "
+        + locking_contacts(
+            "array(select contact_id from enrollments"
+            " where tenant_id = $1 and enrollment_id = any($2::text[]))"
+        ),
         tenant_id,
         ids,
     )
