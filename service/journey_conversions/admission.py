@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -42,49 +42,100 @@ def overloaded(message: str) -> ServiceError:
 
 
 class Admission:
+    """The slots of a server. Counters, not locks: the event loop runs one call at a time.
+    A freed slot is handed to the call of a fitting tenant that has waited longest, counted
+    as its own before it wakes (a call arriving meanwhile cannot take it), instead of waking
+    every waiting call to look: under overload hundreds wait, and waking them all at each
+    release cost more than the calls."""
+
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._running = 0
         self._per_tenant: defaultdict[str, int] = defaultdict(int)
         self._streams: defaultdict[str, int] = defaultdict(int)
-        self._freed = asyncio.Condition()
+        # The calls waiting for a slot by tenant, oldest first; tenants in the order they
+        # began waiting. Every future here is pending: a call that stops waiting leaves.
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
 
     def _fits(self, tenant_id: str) -> bool:
         return (
             self._running < self.limits.in_flight
-            and self._per_tenant[tenant_id] < self.limits.in_flight_per_tenant
+            and self._per_tenant.get(tenant_id, 0) < self.limits.in_flight_per_tenant
         )
+
+    def _take(self, tenant_id: str) -> None:
+        self._running += 1
+        self._per_tenant[tenant_id] += 1
+
+    def _give_back(self, tenant_id: str) -> None:
+        self._running -= 1
+        self._per_tenant[tenant_id] -= 1
+        if not self._per_tenant[tenant_id]:
+            del self._per_tenant[tenant_id]
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        for tenant_id in list(self._waiting):
+            if self._running >= self.limits.in_flight:
+                return
+            queue = self._waiting[tenant_id]
+            while queue and self._fits(tenant_id):
+                self._take(tenant_id)
+                queue.popleft().set_result(None)
+            if not queue:
+                del self._waiting[tenant_id]
+
+    def _leave(self, tenant_id: str, admitted: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(tenant_id)
+        if queue is not None and admitted in queue:
+            queue.remove(admitted)
+            if not queue:
+                del self._waiting[tenant_id]
+
+    def _refuse(self, tenant_id: str, admitted: asyncio.Future[None]) -> None:
+        if admitted.done():  # handed a slot at the same instant
+            return
+        self._leave(tenant_id, admitted)
+        REJECTED.labels("in_flight").inc()
+        admitted.set_exception(
+            overloaded(
+                f"the server is at its limit of calls in flight"
+                f" ({self.limits.in_flight} in all,"
+                f" {self.limits.in_flight_per_tenant} per tenant); retry after a backoff"
+            )
+        )
+
+    async def _slot(self, tenant_id: str, wait: float) -> None:
+        """Waits up to `wait` seconds to be handed a slot; OVERLOADED when none came."""
+        loop = asyncio.get_running_loop()
+        admitted: asyncio.Future[None] = loop.create_future()
+        self._waiting.setdefault(tenant_id, deque()).append(admitted)
+        timer = loop.call_later(wait, self._refuse, tenant_id, admitted)
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled() and admitted.exception() is None:
+                self._give_back(tenant_id)  # handed a slot, then cancelled before waking
+            else:
+                self._leave(tenant_id, admitted)
+            raise
+        finally:
+            timer.cancel()
 
     @contextlib.asynccontextmanager
     async def call(self, tenant_id: str, time_remaining: float | None) -> AsyncIterator[None]:
         """A slot for one unary call of `tenant_id` for the duration of the block."""
-        wait = self.limits.queue_seconds
-        if time_remaining is not None:
-            wait = min(wait, max(time_remaining, 0.0))
-        async with self._freed:
-            if not self._fits(tenant_id):
-                try:
-                    await asyncio.wait_for(
-                        self._freed.wait_for(lambda: self._fits(tenant_id)), wait
-                    )
-                except TimeoutError:
-                    REJECTED.labels("in_flight").inc()
-                    raise overloaded(
-                        f"the server is at its limit of calls in flight"
-                        f" ({self.limits.in_flight} in all,"
-                        f" {self.limits.in_flight_per_tenant} per tenant); retry after a backoff"
-                    ) from None
-            self._running += 1
-            self._per_tenant[tenant_id] += 1
+        if self._fits(tenant_id):
+            self._take(tenant_id)
+        else:
+            wait = self.limits.queue_seconds
+            if time_remaining is not None:
+                wait = min(wait, max(time_remaining, 0.0))
+            await self._slot(tenant_id, wait)
         try:
             yield
         finally:
-            async with self._freed:
-                self._running -= 1
-                self._per_tenant[tenant_id] -= 1
-                if not self._per_tenant[tenant_id]:
-                    del self._per_tenant[tenant_id]
-                self._freed.notify_all()
+            self._give_back(tenant_id)
 
     @contextlib.contextmanager
     def stream(self, tenant_id: str) -> Iterator[None]:
