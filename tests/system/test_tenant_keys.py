@@ -412,6 +412,14 @@ GLOBAL_STATEMENTS = (
         tenant_parameter=1,
     ),
     Global(
+        r"select \* from contact_histories\(\$1, \$2::text\[\], \$3::timestamptz\),"
+        r" derived_rows\(\$1, \$2::text\[\], \$3::timestamptz\)",
+        "a re-decision's histories and the rows derived before (store/decisions.py, migrations"
+        " 0010 and 0011): functions whose bodies test_every_stored_statement_filters_by_tenant"
+        " checks as statements",
+        tenant_parameter=1,
+    ),
+    Global(
         r"listen jc_conversion_events",
         "the one LISTEN connection of a process (notifier.py), for every tenant's streams",
     ),
@@ -580,7 +588,7 @@ def stored_statements() -> dict[str, str]:
 # Functions whose body is one statement of the store's, kept in the database for a setting of
 # its own (migration 0010): checked as the statements of store/sql/ are, with their arguments
 # in the place of $1.. (the tenant first).
-STATEMENT_FUNCTIONS = ("contact_histories",)
+STATEMENT_FUNCTIONS = ("contact_histories", "derived_rows")
 
 
 async def function_statements(database_url: str) -> dict[str, str]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -64,8 +63,8 @@ def _rows(
 async def write(
     conn: asyncpg.Connection,
     tenant_id: str,
-    contacts: list[str],
+    stored: Sequence[asyncpg.Record] | None,
     decisions: Iterable[domain.Decision],
-    since: datetime,
 ) -> None:
-    await derived.sync(conn, TABLE, tenant_id, contacts, since, _rows(tenant_id, decisions))
+    """The credits of the re-decided contacts: `stored` those they had from the horizon on."""
+    await derived.sync(conn, TABLE, tenant_id, stored, _rows(tenant_id, decisions))

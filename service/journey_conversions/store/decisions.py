@@ -23,6 +23,14 @@ from journey_conversions.store.locks import lock_contacts
 _Decoded = TypeVar("_Decoded")
 
 
+_HISTORIES = "select * from contact_histories($1, $2::text[], $3::timestamptz)"
+# With the rows derived before (migration 0011), for a re-decision.
+_HISTORIES_AND_DERIVED = (
+    "select * from contact_histories($1, $2::text[], $3::timestamptz),"
+    " derived_rows($1, $2::text[], $3::timestamptz)"
+)
+
+
 async def load_histories(
     conn: asyncpg.Connection, tenant_id: str, contacts: Sequence[str], since: datetime | None
 ) -> dict[str, domain.ContactHistory]:
@@ -30,13 +38,31 @@ async def load_histories(
     function contact_histories, migration 0010), and the journeys' rules kept by this server
     unless they moved."""
     contacts = sorted(set(contacts))
-    row = await conn.fetchrow(
-        "select * from contact_histories($1, $2::text[], $3::timestamptz)",
-        tenant_id,
-        contacts,
-        since,
-    )
+    row = await conn.fetchrow(_HISTORIES, tenant_id, contacts, since)
     assert row is not None  # one row of arrays, each null when empty
+    return await _histories(conn, tenant_id, contacts, since, row)
+
+
+async def load_for_redecision(
+    conn: asyncpg.Connection, tenant_id: str, contacts: Sequence[str], since: datetime
+) -> tuple[dict[str, domain.ContactHistory], asyncpg.Record]:
+    """As load_histories, in the same statement, with the rows the contacts' last decisions
+    derived from `since` on (columns stored_outcomes, stored_awards, stored_credits,
+    stored_elsewhere: arrays of each table's rows, null when none), which the new decision is
+    compared with."""
+    contacts = sorted(set(contacts))
+    row = await conn.fetchrow(_HISTORIES_AND_DERIVED, tenant_id, contacts, since)
+    assert row is not None
+    return await _histories(conn, tenant_id, contacts, since, row), row
+
+
+async def _histories(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    contacts: list[str],
+    since: datetime | None,
+    row: asyncpg.Record,
+) -> dict[str, domain.ContactHistory]:
     revisions = list(
         zip(row["journey_ids"] or (), row["revisions"] or (), row["mine"] or (), strict=True)
     )
@@ -173,14 +199,16 @@ async def redecide(
     contact_list = sorted(set(contacts))
     if not contact_list:
         return Changes(0, 0)
-    histories = await load_histories(conn, tenant_id, contact_list, since)
+    histories, stored = await load_for_redecision(conn, tenant_id, contact_list, since)
     decisions = {c: decide(h) for c, h in histories.items()}
-    outcomes = await _write_outcomes(conn, tenant_id, histories, decisions, since)
-    events = await _write_awards(conn, tenant_id, contact_list, decisions, since)
+    outcomes = await _write_outcomes(
+        conn, tenant_id, stored["stored_outcomes"], histories, decisions
+    )
+    events = await _write_awards(conn, tenant_id, stored["stored_awards"], decisions)
     converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
     await _write_enrollment_outcomes(conn, tenant_id, histories, decisions, since, converted)
-    await credits.write(conn, tenant_id, contact_list, decisions.values(), since)
-    await elsewhere.write(conn, tenant_id, histories, decisions, since)
+    await credits.write(conn, tenant_id, stored["stored_credits"], decisions.values())
+    await elsewhere.write(conn, tenant_id, stored["stored_elsewhere"], histories, decisions)
     # Last: the outbox head's row lock, which serializes the tenant's writers, is then held
     # only from here to COMMIT.
     await outbox.append(conn, tenant_id, events)
@@ -266,9 +294,9 @@ OUTCOMES = derived.Table(
 async def _write_outcomes(
     conn: asyncpg.Connection,
     tenant_id: str,
+    stored: Sequence[asyncpg.Record] | None,
     histories: dict[str, domain.ContactHistory],
     decisions: dict[str, domain.Decision],
-    since: datetime,
 ) -> int:
     computed = {
         (event.event_id,): _outcome_row(
@@ -277,7 +305,7 @@ async def _write_outcomes(
         for contact, history in histories.items()
         for event in history.goal_events
     }
-    return await derived.sync(conn, OUTCOMES, tenant_id, sorted(histories), since, computed)
+    return await derived.sync(conn, OUTCOMES, tenant_id, stored, computed)
 
 
 def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
@@ -301,32 +329,16 @@ def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
     )
 
 
-_AWARD_COLUMNS = (
-    "tenant_id, enrollment_id, conversion_id, contact_id, journey_id, version, source,"
-    " award_time, goal_event_id, touchpoint_event_id, message_id, step_id, value_currency,"
-    " value_micros, touchpoint_time"
-)
-
-
 async def _write_awards(
     conn: asyncpg.Connection,
     tenant_id: str,
-    contacts: list[str],
+    stored_rows: Sequence[asyncpg.Record] | None,
     decisions: dict[str, domain.Decision],
-    since: datetime,
 ) -> list[tuple[domain.ConversionEventType, domain.Award]]:
-    """Writes the differences between the stored awards and the decided ones; returns the
-    conversion events they make, for the outbox."""
-    stored = {
-        (r["enrollment_id"], r["conversion_id"]): codec.award(r)
-        for r in await conn.fetch(
-            f"select {_AWARD_COLUMNS} from awards"
-            " where tenant_id = $1 and contact_id = any($2::text[]) and award_time >= $3",
-            tenant_id,
-            contacts,
-            since,
-        )
-    }
+    """Writes the differences between the stored awards (`stored_rows`: the contacts' from the
+    horizon on) and the decided ones; returns the conversion events they make, for the
+    outbox."""
+    stored = {(r["enrollment_id"], r["conversion_id"]): codec.award(r) for r in stored_rows or ()}
     computed = {key: a for d in decisions.values() for key, a in d.awards.items()}
     events: list[tuple[domain.ConversionEventType, domain.Award]] = []
     upserts: list[domain.Award] = []

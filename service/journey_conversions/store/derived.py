@@ -1,12 +1,11 @@
 """Keeping a table of rows derived from re-decisions in step with them: the rows of the
-re-decided contacts from the horizon on are compared with the newly computed ones, and only the
-differences are deleted and inserted."""
+re-decided contacts from the horizon on (read with their histories) are compared with the newly
+computed ones, and only the differences are deleted and inserted."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -34,25 +33,15 @@ async def sync(
     conn: asyncpg.Connection,
     table: Table,
     tenant_id: str,
-    contacts: list[str],
-    since: datetime,
+    stored_rows: Sequence[asyncpg.Record] | None,
     computed: Mapping[tuple[Any, ...], Row],
 ) -> int:
-    """Makes the contacts' rows from `since` on equal `computed` (rows by key); returns how
-    many rows were written."""
+    """Makes the re-decided contacts' rows equal `computed` (rows by key), given the rows they
+    had (`stored_rows`: of `table`'s row type, from the horizon on, as
+    decisions.load_for_redecision read them); returns how many rows were written."""
     stored = {
         table.key_of(row): row
-        for row in (
-            tuple(r.values())
-            for r in await conn.fetch(
-                f"select {', '.join(table.columns)} from {table.name}"
-                f" where tenant_id = $1 and contact_id = any($2::text[])"
-                f" and {table.time_column} >= $3",
-                tenant_id,
-                contacts,
-                since,
-            )
-        )
+        for row in (tuple(r[c] for c in table.columns) for r in stored_rows or ())
     }
     stale = [key for key, row in stored.items() if computed.get(key) != row]
     fresh = [row for key, row in computed.items() if stored.get(key) != row]

@@ -4,8 +4,7 @@ elsewhere" reads these rows of its own journey instead of every outcome of the t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -51,9 +50,10 @@ def _rows(
 async def write(
     conn: asyncpg.Connection,
     tenant_id: str,
+    stored: Sequence[asyncpg.Record] | None,
     histories: Mapping[str, domain.ContactHistory],
     decisions: Mapping[str, domain.Decision],
-    since: datetime,
 ) -> None:
+    """The rows of the re-decided contacts: `stored` those they had from the horizon on."""
     computed = _rows(tenant_id, histories, decisions)
-    await derived.sync(conn, TABLE, tenant_id, sorted(histories), since, computed)
+    await derived.sync(conn, TABLE, tenant_id, stored, computed)

@@ -1,5 +1,5 @@
 -- An award made or changed by a re-decision, with its enrollment's entry time and arm (fixed
--- for the enrollment's life, so a change leaves them alone). $1 to $15 are _AWARD_COLUMNS.
+-- for the enrollment's life, so a change leaves them alone). $1 to $15: decisions._award_row.
 insert into awards (
     tenant_id, enrollment_id, conversion_id, contact_id, journey_id, version, source,
     award_time, goal_event_id, touchpoint_event_id, message_id, step_id, value_currency,
