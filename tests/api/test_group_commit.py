@@ -186,7 +186,7 @@ async def test_a_batch_failing_as_a_whole_is_written_item_by_item(database_url: 
                 raise ItemAtFault
             return [item * 2 for item in items]
 
-        group = GroupCommit(pool, parallel=1)
+        group = GroupCommit(pool, parallel=1, parallel_by_kind={})
         horizon = datetime.now().astimezone()
         outcomes = await asyncio.gather(
             *(group.write("test", "tenant", i, horizon, write) for i in range(40)),
