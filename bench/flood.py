@@ -283,6 +283,7 @@ async def on_server(url: str, measure: Callable[[str], Awaitable[T]]) -> tuple[T
     """`measure(target)` against a `journey-conversions serve` process on the database at
     `url`, and that process's peak RSS in MiB (read before it stops)."""
     async with serve("--database-url", url) as server:
+        server.process.drop_output()
         result = await measure(server.target)
         return result, peak_rss_mib(server.process.proc.pid)
 

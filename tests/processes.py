@@ -39,6 +39,7 @@ class Process:
     other_lines: list[str] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _dropping: bool = False
 
     @property
     def pid(self) -> int:
@@ -47,9 +48,19 @@ class Process:
     def start_reading(self) -> None:
         self._reader = asyncio.create_task(self._read())
 
+    def drop_output(self) -> None:
+        """From now on the output is read (so the process never blocks on a full pipe) and
+        dropped unparsed: a benchmark's server writes a line per call, which parsing would
+        charge to the client sharing its cores."""
+        self._dropping = True
+
     async def _read(self) -> None:
         assert self.proc.stderr is not None
         async for raw in self.proc.stderr:
+            if self._dropping:
+                while await self.proc.stderr.read(1 << 16):
+                    pass
+                break
             line = raw.decode(errors="replace").strip()
             try:
                 parsed = json.loads(line)
