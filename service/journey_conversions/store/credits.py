@@ -29,7 +29,6 @@ TABLE = derived.Table(
     ),
     key=("enrollment_id", "message_id"),
     key_types=("text", "text"),
-    time_column="award_time",
 )
 
 
@@ -60,11 +59,9 @@ def _rows(
     return rows
 
 
-async def write(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    stored: Sequence[asyncpg.Record] | None,
-    decisions: Iterable[domain.Decision],
-) -> None:
-    """The credits of the re-decided contacts: `stored` those they had from the horizon on."""
-    await derived.sync(conn, TABLE, tenant_id, stored, _rows(tenant_id, decisions))
+def difference(
+    tenant_id: str, stored: Sequence[asyncpg.Record] | None, decisions: Iterable[domain.Decision]
+) -> derived.Difference:
+    """What to write of the re-decided contacts' credits: `stored` those they had from the
+    horizon on."""
+    return derived.difference(TABLE, stored, _rows(tenant_id, decisions))

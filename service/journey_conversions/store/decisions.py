@@ -201,19 +201,24 @@ async def redecide(
         return Changes(0, 0)
     histories, stored = await load_for_redecision(conn, tenant_id, contact_list, since)
     decisions = {c: decide(h) for c, h in histories.items()}
-    outcomes = await _write_outcomes(
-        conn, tenant_id, stored["stored_outcomes"], histories, decisions
+    outcomes = _outcomes(tenant_id, stored["stored_outcomes"], histories, decisions)
+    await derived.write(
+        conn,
+        tenant_id,
+        [
+            outcomes,
+            credits.difference(tenant_id, stored["stored_credits"], decisions.values()),
+            elsewhere.difference(tenant_id, stored["stored_elsewhere"], histories, decisions),
+        ],
     )
     events = await _write_awards(conn, tenant_id, stored["stored_awards"], decisions)
     converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
     await _write_enrollment_outcomes(conn, tenant_id, histories, decisions, since, converted)
-    await credits.write(conn, tenant_id, stored["stored_credits"], decisions.values())
-    await elsewhere.write(conn, tenant_id, stored["stored_elsewhere"], histories, decisions)
     # Last: the outbox head's row lock, which serializes the tenant's writers, is then held
     # only from here to COMMIT.
     await outbox.append(conn, tenant_id, events)
     decided = {e: o for d in decisions.values() for e, o in d.outcomes.items()}
-    return Changes(outcomes, len(events), decided)
+    return Changes(len(outcomes.fresh), len(events), decided)
 
 
 async def _write_enrollment_outcomes(
@@ -287,17 +292,15 @@ OUTCOMES = derived.Table(
     ),
     key=("goal_event_id",),
     key_types=("text",),
-    time_column="occur_time",
 )
 
 
-async def _write_outcomes(
-    conn: asyncpg.Connection,
+def _outcomes(
     tenant_id: str,
     stored: Sequence[asyncpg.Record] | None,
     histories: dict[str, domain.ContactHistory],
     decisions: dict[str, domain.Decision],
-) -> int:
+) -> derived.Difference:
     computed = {
         (event.event_id,): _outcome_row(
             tenant_id, event, decisions[contact].outcomes[event.event_id]
@@ -305,7 +308,7 @@ async def _write_outcomes(
         for contact, history in histories.items()
         for event in history.goal_events
     }
-    return await derived.sync(conn, OUTCOMES, tenant_id, stored, computed)
+    return derived.difference(OUTCOMES, stored, computed)
 
 
 def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:

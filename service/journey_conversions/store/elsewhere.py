@@ -25,7 +25,6 @@ TABLE = derived.Table(
     ),
     key=("journey_id", "version", "goal_event_id"),
     key_types=("text", "integer", "text"),
-    time_column="occur_time",
 )
 
 
@@ -47,13 +46,12 @@ def _rows(
     return rows
 
 
-async def write(
-    conn: asyncpg.Connection,
+def difference(
     tenant_id: str,
     stored: Sequence[asyncpg.Record] | None,
     histories: Mapping[str, domain.ContactHistory],
     decisions: Mapping[str, domain.Decision],
-) -> None:
-    """The rows of the re-decided contacts: `stored` those they had from the horizon on."""
-    computed = _rows(tenant_id, histories, decisions)
-    await derived.sync(conn, TABLE, tenant_id, stored, computed)
+) -> derived.Difference:
+    """What to write of the re-decided contacts' rows: `stored` those they had from the horizon
+    on."""
+    return derived.difference(TABLE, stored, _rows(tenant_id, histories, decisions))
