@@ -69,7 +69,6 @@ class _Group(Generic[Item, Result]):
     """The items of one kind and tenant waiting for a batch, and the batches being written."""
 
     write: BatchWriter[Item, Result]
-    parallel: int  # batches written at once, at most
     waiting: list[_Waiting[Item, Result]] = field(default_factory=list)
     writing: int = 0
 
@@ -102,10 +101,7 @@ class GroupCommit:
         """`item`'s result from `write`, after the transaction that wrote it committed.
         `kind` names `write`: every call of one kind passes the same function."""
         key = (kind, tenant_id)
-        group: _Group[Item, Result] | None = self._groups.get(key)
-        if group is None:
-            parallel = self.parallel_by_kind.get(kind, self.parallel)
-            group = self._groups[key] = _Group(write, parallel)
+        group: _Group[Item, Result] = self._groups.setdefault(key, _Group(write))
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         group.waiting.append(_Waiting(item, horizon, answer))
         self._start_batches(key, group)
@@ -113,7 +109,8 @@ class GroupCommit:
         return await asyncio.shield(answer)
 
     def _start_batches(self, key: tuple[str, str], group: _Group[Any, Any]) -> None:
-        while group.waiting and group.writing < group.parallel:
+        parallel = self.parallel_by_kind.get(key[0], self.parallel)
+        while group.waiting and group.writing < parallel:
             batch = group.waiting[: self.max_items]
             del group.waiting[: self.max_items]
             group.writing += 1
