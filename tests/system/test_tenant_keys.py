@@ -42,6 +42,7 @@ not its tenant; see GLOBAL_STATEMENTS.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -420,6 +421,19 @@ GLOBAL_STATEMENTS = (
         tenant_parameter=1,
     ),
     Global(
+        r"select write_decision\(\$1, \$2, (\$\d+::[a-z_]+\[\], ){13}\$16\)",
+        "what a re-decision writes (store/decisions.py, migration 0012): a function whose"
+        " statements test_every_stored_statement_filters_by_tenant checks",
+        tenant_parameter=1,
+    ),
+    Global(
+        r"select append_conversion_events\(\$1, \$2::smallint\[\], \$3::text\[\], \$4\)",
+        "conversion events of a value amendment (store/outbox.py, migration 0012): a function"
+        " whose statements test_every_stored_statement_filters_by_tenant checks",
+        tenant_parameter=1,
+        always=False,
+    ),
+    Global(
         r"listen jc_conversion_events",
         "the one LISTEN connection of a process (notifier.py), for every tenant's streams",
     ),
@@ -585,10 +599,30 @@ def stored_statements() -> dict[str, str]:
     }
 
 
-# Functions whose body is one statement of the store's, kept in the database for a setting of
-# its own (migration 0010): checked as the statements of store/sql/ are, with their arguments
-# in the place of $1.. (the tenant first).
-STATEMENT_FUNCTIONS = ("contact_histories", "derived_rows")
+# Functions holding statements of the store's, kept in the database for a setting of their own
+# (migrations 0010 to 0012): checked as the statements of store/sql/ are, with their arguments
+# in the place of $1.. (the tenant first). A body is one `return query`, or a block of
+# statements, each checked on its own (`if ... then` and `end if` are not statements; a PERFORM
+# calls a function, pg_notify or one of these, and reads no table itself).
+STATEMENT_FUNCTIONS = (
+    "append_conversion_events",
+    "contact_histories",
+    "derived_rows",
+    "write_decision",
+)
+
+
+def body_statements(body: str) -> list[str]:
+    """The statements of a PL/pgSQL function body (comments dropped, lower-cased)."""
+    text = normalize(body)
+    returned = re.search(r"return query(.*);\s*end\s*$", text)
+    if returned:
+        return [returned.group(1)]
+    found = re.search(r"\bbegin\b(.*)\bend;?\s*$", text)
+    assert found, f"not a block of statements: {body}"
+    block = re.sub(r"\bif\b((?!\bthen\b).)*\bthen\b|\bend if\b", ";", found.group(1))
+    statements = (statement.strip() for statement in block.split(";"))
+    return [s for s in statements if s and not s.startswith("perform ")]
 
 
 async def function_statements(database_url: str) -> dict[str, str]:
@@ -604,13 +638,14 @@ async def function_statements(database_url: str) -> dict[str, str]:
     assert sorted(r["proname"] for r in rows) == sorted(STATEMENT_FUNCTIONS)
     statements = {}
     for row in rows:
-        found = re.search(r"return query(.*);\s*end\s*$", row["prosrc"], re.DOTALL)
-        assert found, f"{row['proname']}: the body is not one `return query`"
-        body = found.group(1)
-        # The arguments first, then the columns of `returns table`.
-        for index, name in enumerate(row["proargnames"][: row["pronargs"]], start=1):
-            body = re.sub(rf"\b{name}\b", f"${index}", body)
-        statements[f"function {row['proname']}"] = body
+        # The arguments only: not the columns of `returns table`.
+        arguments = row["proargnames"][: row["pronargs"]]
+        for number, body in enumerate(body_statements(row["prosrc"]), start=1):
+            statements[f"function {row['proname']} #{number}"] = functools.reduce(
+                lambda text, argument: re.sub(rf"\b{argument[1]}\b", f"${argument[0]}", text),
+                enumerate(arguments, start=1),
+                body,
+            )
     return statements
 
 
@@ -877,7 +912,6 @@ _MUTATIONS = (
     ("insert_touchpoints.sql", "select $1, x.* from unnest", "select $2, x.* from unnest"),
     ("insert_goal_events.sql", "select $1, e, c, o from unnest", "select $2, e, c, o from unnest"),
     ("stored_touchpoints.sql", "where i.tenant_id = $1 and", "where"),
-    ("upsert_awards.sql", "insert into awards (\n    tenant_id, ", "insert into awards ("),
     ("touchpoint_counts_rebuild.sql", "where tenant_id = $1", "where true"),
     ("report_awards.sql", "where tenant_id = $1 and", "where tenant_id = $1 or"),
     (
@@ -936,6 +970,45 @@ def test_the_check_catches_a_missing_filter(source: str, old: str, new: str) -> 
 def _faults(statement: str) -> list[str]:
     """What the stored-statement test holds against a statement: its problems, and a tenant
     parameter other than $1."""
-    found = analyze(statement, _MUTATION_TABLES)
+    return _faults_among(statement, _MUTATION_TABLES)
+
+
+# Statements of the functions (STATEMENT_FUNCTIONS, as function_statements reads them), each
+# with its tenant filter or tenant value removed.
+_FUNCTION_MUTATIONS = (
+    ("write_decision", "where t.tenant_id = $1 and t.goal_event_id", "where t.goal_event_id"),
+    ("write_decision", "select $1, a.enrollment_id,", "select a.tenant_id, a.enrollment_id,"),
+    ("write_decision", "join enrollments e on e.tenant_id = $1 and", "join enrollments e on"),
+    (
+        "write_decision",
+        "left join awards a on k.conversion_changed and a.tenant_id = $1",
+        "left join awards a on k.conversion_changed",
+    ),
+    (
+        "append_conversion_events",
+        "select $1, _last - cardinality",
+        "select $2, _last - cardinality",
+    ),
+    ("derived_rows", "where a.tenant_id = $1 and", "where"),
+)
+
+
+@pytest.mark.parametrize(("function", "old", "new"), _FUNCTION_MUTATIONS)
+async def test_the_check_catches_a_missing_filter_in_a_function(
+    database_url: str, function: str, old: str, new: str
+) -> None:
+    statements = await function_statements(database_url)
+    tables = _MUTATION_TABLES | {"goal_outcomes", "outbox_heads", "conversion_events"}
+    [statement] = [
+        text
+        for name, text in statements.items()
+        if name.startswith(f"function {function} #") and old in text
+    ]
+    assert not analyze(statement, tables).problems
+    assert _faults_among(statement.replace(old, new, 1), tables)
+
+
+def _faults_among(statement: str, tables: set[str]) -> list[str]:
+    found = analyze(statement, tables)
     wrong_parameter = [] if found.tenant_parameters == {1} else [f"{found.tenant_parameters}"]
     return found.problems + wrong_parameter

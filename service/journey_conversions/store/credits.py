@@ -28,7 +28,6 @@ TABLE = derived.Table(
         "value_micros",
     ),
     key=("enrollment_id", "message_id"),
-    key_types=("text", "text"),
 )
 
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from journey_conversions import domain
 from journey_conversions.attribution import decide
-from journey_conversions.store import codec, credits, derived, elsewhere, outbox, sql
+from journey_conversions.store import codec, credits, derived, elsewhere, outbox
 from journey_conversions.store import rules as journey_rules
 from journey_conversions.store.locks import lock_contacts
 
@@ -202,50 +202,57 @@ async def redecide(
     histories, stored = await load_for_redecision(conn, tenant_id, contact_list, since)
     decisions = {c: decide(h) for c, h in histories.items()}
     outcomes = _outcomes(tenant_id, stored["stored_outcomes"], histories, decisions)
-    await derived.write(
-        conn,
-        tenant_id,
-        [
-            outcomes,
-            credits.difference(tenant_id, stored["stored_credits"], decisions.values()),
-            elsewhere.difference(tenant_id, stored["stored_elsewhere"], histories, decisions),
-        ],
+    credit_rows = credits.difference(tenant_id, stored["stored_credits"], decisions.values())
+    elsewhere_rows = elsewhere.difference(
+        tenant_id, stored["stored_elsewhere"], histories, decisions
     )
-    events = await _write_awards(conn, tenant_id, stored["stored_awards"], decisions)
-    converted = {a.enrollment_id for _, a in events if a.conversion_id == domain.GOAL_CONVERSION}
-    await _write_enrollment_outcomes(conn, tenant_id, histories, decisions, since, converted)
-    # Last: the outbox head's row lock, which serializes the tenant's writers, is then held
-    # only from here to COMMIT.
-    await outbox.append(conn, tenant_id, events)
+    awards = _awards(tenant_id, stored["stored_awards"], decisions)
+    converted = {
+        a.enrollment_id for _, a in awards.events if a.conversion_id == domain.GOAL_CONVERSION
+    }
+    enrollment_ids, goal_met = _goal_met_times(histories, decisions)
+    await conn.execute(
+        _WRITE_DECISION,
+        tenant_id,
+        since,
+        outcomes.fresh,
+        outcomes.gone,
+        credit_rows.fresh,
+        credit_rows.gone,
+        elsewhere_rows.fresh,
+        elsewhere_rows.gone,
+        awards.fresh,
+        awards.gone,
+        enrollment_ids,
+        goal_met,
+        [e in converted for e in enrollment_ids],
+        *outbox.columns(awards.events),
+        outbox.NOTIFY_CHANNEL,
+    )
     decided = {e: o for d in decisions.values() for e, o in d.outcomes.items()}
-    return Changes(len(outcomes.fresh), len(events), decided)
+    return Changes(len(outcomes.fresh), len(awards.events), decided)
 
 
-async def _write_enrollment_outcomes(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    histories: dict[str, domain.ContactHistory],
-    decisions: dict[str, domain.Decision],
-    since: datetime,
-    converted: set[str],
-) -> None:
-    """Each re-decided enrollment's goal-met time (the report's holdout lift), and the goal
-    conversion time of those whose goal award changed (`converted`)."""
+# Everything a re-decision writes, in one round trip (migration 0012).
+_WRITE_DECISION = (
+    "select write_decision($1, $2, $3::goal_outcomes[], $4::goal_outcomes[],"
+    " $5::conversion_credits[], $6::conversion_credits[], $7::credited_elsewhere[],"
+    " $8::credited_elsewhere[], $9::awards[], $10::awards[], $11::text[], $12::timestamptz[],"
+    " $13::boolean[], $14::smallint[], $15::text[], $16)"
+)
+
+
+def _goal_met_times(
+    histories: dict[str, domain.ContactHistory], decisions: dict[str, domain.Decision]
+) -> tuple[list[str], list[datetime | None]]:
+    """Each re-decided enrollment, and its goal-met time (None: not met)."""
     enrollment_ids: list[str] = []
     times: list[datetime | None] = []
     for contact, history in histories.items():
         for enrollment in history.enrollments:
             enrollment_ids.append(enrollment.enrollment_id)
             times.append(decisions[contact].goal_met.get(enrollment.enrollment_id))
-    if enrollment_ids:
-        await conn.execute(
-            sql.statement("enrollment_outcomes"),
-            tenant_id,
-            since,
-            enrollment_ids,
-            times,
-            [e in converted for e in enrollment_ids],
-        )
+    return enrollment_ids, times
 
 
 async def lock_and_redecide(
@@ -291,7 +298,6 @@ OUTCOMES = derived.Table(
         "touchpoint_time",
     ),
     key=("goal_event_id",),
-    key_types=("text",),
 )
 
 
@@ -312,6 +318,8 @@ def _outcomes(
 
 
 def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
+    """The award as a row of the awards table; its enrollment's entry time and arm are left
+    to write_decision, which reads them from the enrollment."""
     currency, micros = codec.money_columns(award.value)
     return (
         tenant_id,
@@ -329,45 +337,42 @@ def _award_row(tenant_id: str, award: domain.Award) -> tuple[Any, ...]:
         currency,
         micros,
         award.touchpoint_time,
+        None,  # enter_time
+        None,  # holdout
     )
 
 
-async def _write_awards(
-    conn: asyncpg.Connection,
+@dataclass(frozen=True, slots=True)
+class _AwardChanges:
+    """The conversion events the award differences make (for the outbox), and the award rows
+    to write and to delete."""
+
+    events: list[tuple[domain.ConversionEventType, domain.Award]]
+    fresh: list[tuple[Any, ...]]
+    gone: list[tuple[Any, ...]]
+
+
+def _awards(
     tenant_id: str,
     stored_rows: Sequence[asyncpg.Record] | None,
     decisions: dict[str, domain.Decision],
-) -> list[tuple[domain.ConversionEventType, domain.Award]]:
-    """Writes the differences between the stored awards (`stored_rows`: the contacts' from the
-    horizon on) and the decided ones; returns the conversion events they make, for the
-    outbox."""
-    stored = {(r["enrollment_id"], r["conversion_id"]): codec.award(r) for r in stored_rows or ()}
+) -> _AwardChanges:
+    """The differences between the stored awards (`stored_rows`: the contacts' from the horizon
+    on) and the decided ones."""
+    rows = {(r["enrollment_id"], r["conversion_id"]): r for r in stored_rows or ()}
+    stored = {key: codec.award(r) for key, r in rows.items()}
     computed = {key: a for d in decisions.values() for key, a in d.awards.items()}
-    events: list[tuple[domain.ConversionEventType, domain.Award]] = []
-    upserts: list[domain.Award] = []
+    changes = _AwardChanges([], [], [])
     for key in sorted(computed.keys() | stored.keys()):
         before, after = stored.get(key), computed.get(key)
         if after is None:
             assert before is not None
-            events.append((domain.ConversionEventType.RETRACTED, before))
+            changes.events.append((domain.ConversionEventType.RETRACTED, before))
+            changes.gone.append(tuple(rows[key].values()))
         elif before is None:
-            events.append((domain.ConversionEventType.AWARDED, after))
-            upserts.append(after)
+            changes.events.append((domain.ConversionEventType.AWARDED, after))
+            changes.fresh.append(_award_row(tenant_id, after))
         elif before != after:
-            events.append((domain.ConversionEventType.UPDATED, after))
-            upserts.append(after)
-    retracted = [a for kind, a in events if kind == domain.ConversionEventType.RETRACTED]
-    if retracted:
-        await conn.execute(
-            "delete from awards as a using unnest($2::text[], $3::text[]) as k(e, c)"
-            " where a.tenant_id = $1 and a.enrollment_id = k.e and a.conversion_id = k.c",
-            tenant_id,
-            [a.enrollment_id for a in retracted],
-            [a.conversion_id for a in retracted],
-        )
-    if upserts:
-        await conn.executemany(
-            sql.statement("upsert_awards"),
-            [_award_row(tenant_id, a) for a in upserts],
-        )
-    return events
+            changes.events.append((domain.ConversionEventType.UPDATED, after))
+            changes.fresh.append(_award_row(tenant_id, after))
+    return changes

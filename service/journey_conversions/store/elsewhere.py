@@ -24,7 +24,6 @@ TABLE = derived.Table(
         "credited_journey_id",
     ),
     key=("journey_id", "version", "goal_event_id"),
-    key_types=("text", "integer", "text"),
 )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from journey_conversions import domain
-from journey_conversions.store import codec, sql
+from journey_conversions.store import codec
 
 NOTIFY_CHANNEL = "jc_conversion_events"
 
@@ -28,18 +28,30 @@ class StoredEvent:
     commit_time: datetime
 
 
+def columns(
+    events: Sequence[tuple[domain.ConversionEventType, domain.Award]],
+) -> tuple[list[int], list[str]]:
+    """The events as the arguments of append_conversion_events (migration 0012): their types,
+    and their awards as JSON text."""
+    return (
+        [int(kind) for kind, _ in events],
+        [json.dumps(codec.award_to_json(award)) for _, award in events],
+    )
+
+
 async def append(
     conn: asyncpg.Connection,
     tenant_id: str,
     events: Sequence[tuple[domain.ConversionEventType, domain.Award]],
 ) -> None:
+    """Appends the events at the tenant's next positions (a re-decision appends its own, in
+    write_decision)."""
     if not events:
         return
     await conn.execute(
-        sql.statement("outbox_append"),
+        "select append_conversion_events($1, $2::smallint[], $3::text[], $4)",
         tenant_id,
-        [int(kind) for kind, _ in events],
-        [json.dumps(codec.award_to_json(award)) for _, award in events],
+        *columns(events),
         NOTIFY_CHANNEL,
     )
 
