@@ -14,6 +14,7 @@ import signal
 from typing import Any
 
 import grpc
+import uvloop
 from journeys.conversions.v1 import service_pb2 as pb
 from journeys.conversions.v1 import service_pb2_grpc
 
@@ -47,7 +48,8 @@ async def run(listen: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:0", help="port 0 picks a free port")
-    asyncio.run(run(parser.parse_args().listen))
+    # The loop `journey-conversions serve` runs on by default (server.run).
+    uvloop.run(run(parser.parse_args().listen))
 
 
 if __name__ == "__main__":

@@ -114,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config_module.ConfigError as error:
         parser.error(str(error))
     if args.command == "serve":
-        from journey_conversions.server import serve
+        from journey_conversions.server import run
 
         try:
-            asyncio.run(serve(config))
+            run(config)
         except config_module.ConfigError as error:
             log.error("refusing to start", reason=str(error))
             return 2

@@ -36,6 +36,7 @@ class Config:
     tls_key: Path | None
     tls_client_ca: Path | None  # PEM CA bundle: clients must present a certificate it signed
     retention_every: timedelta | None  # None: the server never drops history itself
+    event_loop: str  # "uvloop" or "asyncio" (EVENT_LOOPS)
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -85,9 +86,11 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
         "0",
         "drop history no decision reads this often; 0: never (see `retention`)",
     ),
+    ("--event-loop", "JC_EVENT_LOOP", "uvloop", "uvloop, or asyncio (the standard library's)"),
 )
 
 AUTH_MODES = ("keys", "dev")
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -138,6 +141,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Conf
         ],
         limits=_limits(values),
         retention_every=_hours(values["retention_interval_hours"]),
+        event_loop=_choice("event_loop", values["event_loop"], EVENT_LOOPS),
         **_tls(values),
     )
 

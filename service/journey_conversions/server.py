@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import grpc
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -164,6 +165,18 @@ async def _watch_pool(pool: asyncpg.Pool) -> None:
         await asyncio.sleep(5)
 
 
+def run(config: Config) -> None:
+    """Serves until SIGTERM or SIGINT, on the event loop the config names. uvloop by default:
+    the loop's own work and asyncpg's protocol cost less CPU on it, and a goal event's
+    transaction waits on several round trips to Postgres (gRPC's I/O runs on its own threads
+    either way). At 500 goal events/s on the 10M tenant, p99 30 and 35 ms against 58 and 160 ms
+    on asyncio's loop (bench.flood (e), alternating runs)."""
+    if config.event_loop == "uvloop":
+        uvloop.run(serve(config))
+    else:
+        asyncio.run(serve(config))
+
+
 async def serve(config: Config) -> None:
     logs.configure(config.log_format, config.log_level)
     check_auth(config)
@@ -182,6 +195,7 @@ async def serve(config: Config) -> None:
             auth=config.auth,
             reflection=config.reflection,
             tls="mutual" if config.tls_client_ca else "on" if config.tls_cert else "off",
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -51,8 +51,8 @@ async def data_dir(tmp_path: Path) -> AsyncIterator[Path]:
             await asyncio.sleep(0.1)
 
 
-async def start_embedded(spawn: Spawn, data_dir: Path) -> tuple[Process, int]:
-    """`serve` with no DATABASE_URL anywhere in its environment."""
+async def start_embedded(spawn: Spawn, data_dir: Path, *extra: str) -> tuple[Process, int]:
+    """`serve` with no DATABASE_URL anywhere in its environment, and `extra` flags."""
     env = child_env()
     assert "DATABASE_URL" not in env
     served = await spawn(
@@ -65,6 +65,7 @@ async def start_embedded(spawn: Spawn, data_dir: Path) -> tuple[Process, int]:
         "",
         "--auth",
         "dev",
+        *extra,
         env=env,
     )
     return served, await served.serving_port()
@@ -94,6 +95,7 @@ class TestEmbeddedPostgres:
         first, port = await start_embedded(spawn, data_dir)
         started = first.logged("embedded postgres started")
         assert [e["data_dir"] for e in started] == [str(data_dir)]
+        assert [e["event_loop"] for e in first.logged("serving")] == ["uvloop"]
         assert await health(port) == "SERVING"
         await define(port, "welcome")
 
@@ -101,7 +103,8 @@ class TestEmbeddedPostgres:
         assert [e["event"] for e in first.events][-2:] == ["shutting down", "stopped"]
         assert postmaster_pid(data_dir) is None, "the embedded Postgres outlived the server"
 
-        second, port = await start_embedded(spawn, data_dir)
+        second, port = await start_embedded(spawn, data_dir, "--event-loop", "asyncio")
+        assert [e["event_loop"] for e in second.logged("serving")] == ["asyncio"]
         assert await journey_ids(port) == ["welcome"]
         assert await second.stop(signal.SIGINT) == 0, second.output()
         assert second.logged("stopped")

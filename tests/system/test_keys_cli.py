@@ -100,7 +100,15 @@ class TestKeysCommand:
         assert json.loads(listed.stdout) == []
 
 
-class TestServeRefusesOpenDevelopmentAuth:
+class TestServeRefusesBadSettings:
+    async def test_an_unknown_event_loop_exits_with_the_choices(
+        self, spawn: Spawn, database_url: str
+    ) -> None:
+        process = await spawn("serve", "--database-url", database_url, "--event-loop", "trio")
+        assert await process.finish() == 2
+        assert "--event-loop must be one of uvloop, asyncio" in process.output()
+        assert not process.logged("serving")
+
     async def test_dev_auth_on_a_network_address_exits_with_the_reason(
         self, spawn: Spawn, database_url: str
     ) -> None:
