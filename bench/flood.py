@@ -161,6 +161,35 @@ class GoalLatency:
     enrollments: int
     loop: OpenLoop
     peak_rss_mib: float
+    postgres: PostgresWork  # while the timed calls ran
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresWork:
+    """What the whole Postgres server did over a span (every database on it): the WAL it wrote
+    and the checkpoints it began, the ones requested by WAL volume (max_wal_size) among them.
+    A commit waits behind a checkpoint's final sync: the tail of (e) shows where they fell."""
+
+    wal_bytes: int
+    checkpoints: int
+    requested: int
+
+    @staticmethod
+    async def read(conn: asyncpg.Connection) -> PostgresWork:
+        row = await conn.fetchrow(
+            "select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint as wal,"
+            " checkpoints_timed + checkpoints_req as checkpoints, checkpoints_req"
+            " from pg_stat_bgwriter"
+        )
+        assert row is not None
+        return PostgresWork(row["wal"], row["checkpoints"], row["checkpoints_req"])
+
+    def __sub__(self, earlier: PostgresWork) -> PostgresWork:
+        return PostgresWork(
+            self.wal_bytes - earlier.wal_bytes,
+            self.checkpoints - earlier.checkpoints,
+            self.requested - earlier.requested,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +482,7 @@ async def goal_latency(url: str, tenant_id: str, options: Options) -> GoalLatenc
     calls = round(options.goal_rate * options.goal_seconds)
     templates = await goal_templates(url, tenant_id, min(calls, 100_000))
 
-    async def measure(target: str) -> OpenLoop:
+    async def measure(target: str) -> tuple[OpenLoop, PostgresWork]:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = service_pb2_grpc.JourneyConversionsServiceStub(channel)
             # Warm first, as (a) to (c) do: a server just started holds no plans, rules or
@@ -461,15 +490,19 @@ async def goal_latency(url: str, tenant_id: str, options: Options) -> GoalLatenc
             warm = goal_sender(stub, tenant_id, templates, options.goal_timeout)
             await open_loop(warm, options.goal_rate, options.goal_warmup, options.goal_cap)
             send = goal_sender(stub, tenant_id, templates, options.goal_timeout)
-            return await open_loop(send, options.goal_rate, options.goal_seconds, options.goal_cap)
+            before = await PostgresWork.read(conn)
+            measured = await open_loop(
+                send, options.goal_rate, options.goal_seconds, options.goal_cap
+            )
+            return measured, await PostgresWork.read(conn) - before
 
-    loop, rss = await on_server(url, measure)
     conn = await asyncpg.connect(url)
     try:
+        (loop, work), rss = await on_server(url, measure)
         counts = await tenant_counts(conn, tenant_id)
     finally:
         await conn.close()
-    return GoalLatency(counts["touchpoints"], counts["enrollments"], loop, rss)
+    return GoalLatency(counts["touchpoints"], counts["enrollments"], loop, rss, work)
 
 
 async def goal_latencies(admin_url: str, options: Options) -> list[GoalLatency]:
@@ -548,7 +581,12 @@ def latency_row(measured: GoalLatency, options: Options) -> tuple[str, ...]:
     if timing is not None:
         slowest = max(loop.latencies) * 1000
         latency = f"p50 {timing.p50:.1f} / p99 {timing.p99:.1f} ms (max {slowest:.1f})"
-    notes = f"sent {loop.sent:,}: {statuses(loop.codes)}; achieved {loop.achieved:,.1f}/s"
+    work = measured.postgres
+    notes = (
+        f"sent {loop.sent:,}: {statuses(loop.codes)}; achieved {loop.achieved:,.1f}/s;"
+        f" Postgres: {work.wal_bytes / max(loop.sent, 1) / 1024:,.1f} KiB WAL per call,"
+        f" {work.checkpoints} checkpoints begun ({work.requested} by WAL volume)"
+    )
     return (
         "(e) RecordGoalEvent, open loop",
         f"{loop.rate:g}/s for {options.goal_seconds:g} s,"

@@ -93,6 +93,9 @@ async def test_flood_measures_every_row_at_the_tiny_size(postgres_url: str) -> N
     assert result.stream.done == options.rows
     (goal_latency,) = result.goal_latency
     assert goal_latency.loop.sent > 0 and goal_latency.peak_rss_mib > 0
+    # Every goal event recorded writes WAL; checkpoints are counted, requested ones among them.
+    work = goal_latency.postgres
+    assert work.wal_bytes > 0 and 0 <= work.requested <= work.checkpoints
     timing = goal_latency.loop.timing
     assert timing is not None and timing.p99 >= timing.p50 > 0
     assert "(d) StreamIngest" in flood.table(result, options)
