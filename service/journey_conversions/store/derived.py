@@ -30,7 +30,6 @@ class Difference:
     """What makes a table's stored rows equal the computed ones: the stored rows to delete (by
     their key: no longer computed) and the rows to write (new, or changed under their key)."""
 
-    table: Table
     gone: list[Row]
     fresh: list[Row]
 
@@ -50,4 +49,4 @@ def difference(
     }
     gone = [row for key, row in stored.items() if key not in computed]
     fresh = [row for key, row in computed.items() if stored.get(key) != row]
-    return Difference(table, gone, fresh)
+    return Difference(gone, fresh)
