@@ -169,8 +169,9 @@ def run(config: Config) -> None:
     """Serves until SIGTERM or SIGINT, on the event loop the config names. uvloop by default:
     the loop's own work and asyncpg's protocol cost less CPU on it, and a goal event's
     transaction waits on several round trips to Postgres (gRPC's I/O runs on its own threads
-    either way). At 500 goal events/s on the 10M tenant, p99 30 and 35 ms against 58 and 160 ms
-    on asyncio's loop (bench.flood (e), alternating runs)."""
+    either way). At 500 goal events/s on the 10M tenant, two alternating pairs of runs gave p99
+    35 and 30 ms against 160 and 58 ms on asyncio's loop (bench.flood (e)); more runs on uvloop
+    spread from 22 to 137 ms, so the gain is smaller than that pair suggests."""
     if config.event_loop == "uvloop":
         uvloop.run(serve(config))
     else:
